@@ -1,0 +1,238 @@
+//! Durations as DAG files write them: `250ms`, `30s`, `5m`, `1h`, `1d` (also combined, `1h30m`),
+//! ISO-8601 `PT5M` / `P1DT2H`, or a plain number of seconds. Written back in the short form.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A non-negative duration with millisecond precision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Duration(std::time::Duration);
+
+impl Duration {
+    pub const ZERO: Duration = Duration(std::time::Duration::ZERO);
+
+    pub fn from_secs(secs: u64) -> Self {
+        Duration(std::time::Duration::from_secs(secs))
+    }
+
+    pub const fn from_secs_const(secs: u64) -> Self {
+        Duration(std::time::Duration::from_secs(secs))
+    }
+
+    pub fn from_millis(ms: u64) -> Self {
+        Duration(std::time::Duration::from_millis(ms))
+    }
+
+    pub fn std(self) -> std::time::Duration {
+        self.0
+    }
+
+    pub fn as_secs_f64(self) -> f64 {
+        self.0.as_secs_f64()
+    }
+
+    /// Parses a number of seconds (as YAML gives an unquoted `300` or `1.5`).
+    pub fn from_secs_f64(secs: f64) -> Result<Self, String> {
+        if !secs.is_finite() || secs < 0.0 {
+            return Err(format!(
+                "a duration must be a non-negative number of seconds, got {secs}"
+            ));
+        }
+        Ok(Duration(std::time::Duration::from_millis(
+            (secs * 1000.0).round() as u64,
+        )))
+    }
+
+    pub fn pg_interval_micros(self) -> i64 {
+        self.0.as_micros().min(i64::MAX as u128) as i64
+    }
+}
+
+impl From<std::time::Duration> for Duration {
+    fn from(d: std::time::Duration) -> Self {
+        Duration(d)
+    }
+}
+
+impl FromStr for Duration {
+    type Err = String;
+
+    fn from_str(input: &str) -> Result<Self, String> {
+        let s = input.trim();
+        let hint = "write it like `30s`, `5m`, `1h30m`, `1d`, `PT5M` or a number of seconds";
+        if s.is_empty() {
+            return Err(format!("empty duration; {hint}"));
+        }
+        if let Ok(secs) = s.parse::<f64>() {
+            return Duration::from_secs_f64(secs);
+        }
+        let (body, iso) = match s.strip_prefix('P').or_else(|| s.strip_prefix('p')) {
+            Some(rest) => (rest, true),
+            None => (s, false),
+        };
+        let mut total_ms: u128 = 0;
+        let mut number = String::new();
+        let mut in_time = !iso;
+        let mut saw_unit = false;
+        let mut chars = body.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c.is_ascii_digit() || c == '.' {
+                number.push(c);
+                continue;
+            }
+            if iso && (c == 'T' || c == 't') && number.is_empty() {
+                in_time = true;
+                continue;
+            }
+            // `ms` (milliseconds) in the short form; `m` alone is minutes.
+            let millis = !iso
+                && c.eq_ignore_ascii_case(&'m')
+                && chars.peek().is_some_and(|n| n.eq_ignore_ascii_case(&'s'));
+            if millis {
+                chars.next();
+            }
+            let unit_ms: f64 = match (c.to_ascii_lowercase(), iso, in_time) {
+                ('m', false, _) if millis => 1.0,
+                ('w', _, false) | ('w', false, _) => 604_800_000.0,
+                ('d', _, false) | ('d', false, _) => 86_400_000.0,
+                ('h', _, true) => 3_600_000.0,
+                ('m', _, true) => 60_000.0,
+                ('s', _, true) => 1_000.0,
+                _ => {
+                    return Err(format!(
+                        "invalid duration `{input}`: unexpected `{c}`; {hint}"
+                    ))
+                }
+            };
+            let n: f64 = number.parse().map_err(|_| {
+                format!("invalid duration `{input}`: missing number before `{c}`; {hint}")
+            })?;
+            total_ms += (n * unit_ms).round() as u128;
+            number.clear();
+            saw_unit = true;
+        }
+        if !number.is_empty() || !saw_unit {
+            return Err(format!(
+                "invalid duration `{input}`: a number needs a unit; {hint}"
+            ));
+        }
+        Ok(Duration(std::time::Duration::from_millis(
+            total_ms.min(u64::MAX as u128) as u64,
+        )))
+    }
+}
+
+impl fmt::Display for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        if ms == 0 {
+            return write!(f, "0s");
+        }
+        if ms % 1000 != 0 {
+            return write!(f, "{}s", self.0.as_secs_f64());
+        }
+        let mut secs = ms / 1000;
+        for (unit, len) in [("d", 86_400u128), ("h", 3_600), ("m", 60), ("s", 1)] {
+            if secs >= len {
+                write!(f, "{}{unit}", secs / len)?;
+                secs %= len;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for Duration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Num(f64),
+            Str(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Num(n) => Duration::from_secs_f64(n).map_err(serde::de::Error::custom),
+            Raw::Str(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl schemars::JsonSchema for Duration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A duration: `30s`, `5m`, `1h30m`, `1d`, ISO-8601 `PT5M`, or a number of seconds.",
+            "anyOf": [
+                {"type": "string", "pattern": "^(P[0-9WDTHMS.]+|([0-9.]+(ms|[wdhms]))+)$"},
+                {"type": "number", "minimum": 0}
+            ]
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Duration {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn short_forms() {
+        assert_eq!(p("30s"), Duration::from_secs(30));
+        assert_eq!(p("5m"), Duration::from_secs(300));
+        assert_eq!(p("1h30m"), Duration::from_secs(5400));
+        assert_eq!(p("1d"), Duration::from_secs(86400));
+        assert_eq!(p("2w"), Duration::from_secs(2 * 604_800));
+        assert_eq!(p("1.5s"), Duration::from_millis(1500));
+        assert_eq!(p("500ms"), Duration::from_millis(500));
+        assert_eq!(p("1m30s"), Duration::from_secs(90));
+        assert_eq!(p("1s250ms"), Duration::from_millis(1250));
+    }
+
+    #[test]
+    fn iso_and_seconds() {
+        assert_eq!(p("PT5M"), Duration::from_secs(300));
+        assert_eq!(p("P1DT2H"), Duration::from_secs(86400 + 7200));
+        assert_eq!(p("PT0.5S"), Duration::from_millis(500));
+        assert_eq!(p("300"), Duration::from_secs(300));
+        // In ISO form M before T is months, which we do not accept.
+        assert!("P1M".parse::<Duration>().is_err());
+    }
+
+    #[test]
+    fn rejects_garbage_with_a_hint() {
+        for bad in ["", "5", "abc", "5x", "m5", "-3s", "1h 2"] {
+            let r = bad.parse::<Duration>();
+            if bad == "5" {
+                assert_eq!(r.unwrap(), Duration::from_secs(5));
+                continue;
+            }
+            let err = r.unwrap_err();
+            assert!(err.contains("30s"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn displays_short_form() {
+        assert_eq!(Duration::from_secs(5400).to_string(), "1h30m");
+        assert_eq!(Duration::from_secs(86400 + 1).to_string(), "1d1s");
+        assert_eq!(Duration::ZERO.to_string(), "0s");
+        assert_eq!(
+            p(&Duration::from_secs(3725).to_string()),
+            Duration::from_secs(3725)
+        );
+    }
+}

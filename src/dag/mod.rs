@@ -1,0 +1,31 @@
+//! DAG files in Airflow 3.4's YAML format: read (YAML with line and column, PyYAML's scalar
+//! rules) → validate (pure, every error at once) → build the graph (petgraph, only in
+//! `graph`). The format itself is described in `YAML_FORMAT.md`.
+//!
+//! # Layout
+//! - [`yaml`]: the YAML reader: spanned nodes, anchors, merge keys, duplicate keys.
+//! - [`validate`]: one document → [`Dag`]; top-level keys. Tasks and templates live in
+//!   `task`, `with:` values and markers in `args`, cron strings in [`schedule`].
+//! - [`graph`]: cycles, downstream sets, topological order; the only petgraph user.
+//! - [`load`]: [`parse_source`] for one file, [`DagBag::load`] for a folder, [`watch`].
+//! - [`schema`]: the JSON Schema for editors, generated from the same tables.
+//! - [`model`], [`duration`]: the domain types a validated DAG is made of.
+
+mod args;
+pub mod duration;
+pub mod graph;
+pub mod load;
+pub mod model;
+pub mod schedule;
+pub mod schema;
+mod task;
+pub mod validate;
+pub mod yaml;
+
+pub use duration::Duration;
+pub use load::{parse_source, watch, DagBag, DagError, LoadedDag, ParsedFile};
+pub use model::*;
+pub use schema::json_schema;
+
+#[cfg(test)]
+mod fixture_tests;

@@ -1,0 +1,532 @@
+//! One YAML document → one [`Dag`]: pure, apart from `$f` files read through a loader the
+//! caller passes in (so tests need no disk). Every problem is collected, never just the first:
+//! a user fixing a file wants the whole list in one go, each entry with line, column, task and
+//! field, and a message that says what to write instead.
+//!
+//! Top-level keys live here; tasks and templates in [`super::task`], `with:` values and their
+//! markers in [`super::args`], the graph in [`super::graph`].
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+
+use super::duration::Duration;
+use super::load::DagError;
+use super::model::{Dag, DagId, Schedule};
+use super::yaml::{Node, NodeKind};
+use super::{graph, schedule, task};
+
+/// The `$schema` version this build reads.
+pub const SCHEMA_VERSION: &str = "2026-10-30";
+/// The `$schema` value files should carry.
+pub const SCHEMA_URL: &str = "https://airflow.apache.org/schemas/dag/2026-10-30.json";
+
+/// Reads the content of a `$f` file, given its path relative to the DAGs folder.
+pub type Loader<'a> = &'a dyn Fn(&str) -> std::io::Result<String>;
+
+/// Where a document comes from.
+pub struct Source<'a> {
+    /// The file as users see it: the relative path, `path[doc N]` for later documents.
+    pub label: String,
+    /// The file's path relative to the DAGs folder (for `$f`).
+    pub rel_path: &'a str,
+    pub loader: Loader<'a>,
+}
+
+/// What validating one document gives: the DAG when there were no errors.
+#[derive(Debug, Default)]
+pub struct Validated {
+    pub dag: Option<Dag>,
+    pub errors: Vec<DagError>,
+    pub warnings: Vec<DagError>,
+}
+
+/// Collects errors and warnings for one document. `task` is the task being validated, if any,
+/// and is stamped on every entry pushed meanwhile.
+pub(crate) struct Report {
+    pub label: String,
+    pub task: Option<String>,
+    pub errors: Vec<DagError>,
+    pub warnings: Vec<DagError>,
+}
+
+impl Report {
+    pub fn new(label: String) -> Self {
+        Report {
+            label,
+            task: None,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn entry(&self, node: Option<&Node>, field: &str, message: String) -> DagError {
+        DagError {
+            file: self.label.clone(),
+            line: node.map(|n| n.line),
+            column: node.map(|n| n.column),
+            dag_id: None,
+            task_id: self.task.clone(),
+            field: (!field.is_empty()).then(|| field.to_string()),
+            message,
+        }
+    }
+
+    /// An error at `node` about `field` (empty for none).
+    pub fn error(&mut self, node: &Node, field: &str, message: impl Into<String>) {
+        let e = self.entry(Some(node), field, message.into());
+        self.errors.push(e);
+    }
+
+    pub fn warning(&mut self, node: Option<&Node>, field: &str, message: impl Into<String>) {
+        let w = self.entry(node, field, message.into());
+        self.warnings.push(w);
+    }
+}
+
+/// Validates one document.
+pub fn validate_document(root: &Node, source: &Source<'_>) -> Validated {
+    let mut r = Report::new(source.label.clone());
+    let Some(entries) = root.as_map() else {
+        r.error(
+            root,
+            "",
+            format!(
+                "a DAG document must be a mapping with `dag_id`, `tasks`, ...; this one is {}",
+                root.type_name()
+            ),
+        );
+        return Validated {
+            dag: None,
+            errors: r.errors,
+            warnings: r.warnings,
+        };
+    };
+    let mut dag = Dag {
+        dag_id: DagId::parse("_").unwrap_or_else(|_| unreachable!("`_` is a valid id")),
+        description: None,
+        schedule: Schedule::Manual,
+        start_date: None,
+        end_date: None,
+        catchup: false,
+        tags: Vec::new(),
+        params: serde_json::Map::new(),
+        max_active_runs: 16,
+        max_active_tasks: 16,
+        dagrun_timeout: None,
+        is_paused_upon_creation: None,
+        doc_md: None,
+        tasks: Vec::new(),
+    };
+    let mut dag_id: Option<DagId> = None;
+    let mut saw_schema = false;
+    let mut tasks_node = None;
+    let mut templates_node = None;
+    for (key, value) in entries {
+        let Some(k) = key_str(&mut r, key) else {
+            continue;
+        };
+        match k {
+            "$schema" => {
+                saw_schema = true;
+                check_schema(&mut r, value);
+            }
+            "dag_id" => match value.as_str().map(DagId::parse) {
+                Some(Ok(id)) => dag_id = Some(id),
+                Some(Err(e)) => r.error(value, k, e),
+                None => r.error(value, k, format!("`dag_id` must be a string, got {}", value.type_name())),
+            },
+            "schedule" => dag.schedule = parse_schedule(&mut r, value).unwrap_or(Schedule::Manual),
+            "templates" => templates_node = Some(value),
+            "tasks" => tasks_node = Some(value),
+            "start_date" => dag.start_date = opt(value, |v| datetime(&mut r, v, k)),
+            "end_date" => dag.end_date = opt(value, |v| datetime(&mut r, v, k)),
+            "catchup" => dag.catchup = boolean(&mut r, value, k).unwrap_or(false),
+            "description" => dag.description = opt(value, |v| string(&mut r, v, k)),
+            "doc_md" => dag.doc_md = opt(value, |v| string(&mut r, v, k)),
+            "tags" => dag.tags = tags(&mut r, value),
+            "params" => dag.params = params(&mut r, value),
+            "max_active_runs" => dag.max_active_runs = count(&mut r, value, k).unwrap_or(16),
+            "max_active_tasks" => dag.max_active_tasks = count(&mut r, value, k).unwrap_or(16),
+            "dagrun_timeout" => dag.dagrun_timeout = opt(value, |v| duration(&mut r, v, k)),
+            "is_paused_upon_creation" => dag.is_paused_upon_creation = opt(value, |v| boolean(&mut r, v, k)),
+            "default_args" => r.error(
+                key,
+                k,
+                "`default_args` is not part of the YAML format (Airflow rejects it too); put shared task \
+                 arguments in `templates:` and list them in each task's `extends:`",
+            ),
+            _ if is_callback(k) => r.error(
+                key,
+                k,
+                format!("callbacks cannot be written in YAML DAGs (Airflow rejects them too); remove `{k}`"),
+            ),
+            _ if DAG_ARGS_IGNORED.contains(&k) => {}
+            _ if DAG_ARGS_WARNED.contains(&k) => r.warning(
+                Some(key),
+                k,
+                format!("`{k}` is an Airflow DAG argument updraft does not implement; it is ignored"),
+            ),
+            _ => r.error(
+                key,
+                k,
+                format!(
+                    "unknown top-level key `{k}`; DAG keys are `$schema`, `dag_id`, `schedule`, `start_date`, \
+                     `end_date`, `catchup`, `description`, `tags`, `params`, `max_active_runs`, \
+                     `max_active_tasks`, `dagrun_timeout`, `is_paused_upon_creation`, `doc_md`, \
+                     `templates`, `tasks`"
+                ),
+            ),
+        }
+    }
+    if !saw_schema {
+        r.warning(
+            Some(root),
+            "$schema",
+            format!(
+                "no `$schema`; add `$schema: {SCHEMA_URL}` so Airflow 3.4 reads this file as well"
+            ),
+        );
+    }
+    if dag_id.is_none()
+        && !r
+            .errors
+            .iter()
+            .any(|e| e.field.as_deref() == Some("dag_id"))
+    {
+        r.error(
+            root,
+            "dag_id",
+            "missing `dag_id`; add `dag_id: my_dag` (letters, digits, `_`, `.`, `-`)",
+        );
+    }
+    if let (Some(start), Some(end)) = (dag.start_date, dag.end_date) {
+        if end < start {
+            if let Some((_, node)) = entries.iter().find(|(k, _)| k.as_str() == Some("end_date")) {
+                r.error(node, "end_date", "`end_date` is before `start_date`");
+            }
+        }
+    }
+    let mut drafts = task::validate_tasks(&mut r, tasks_node, templates_node, source);
+    // Edges to tasks that failed validation were reported with the task itself (or are fine
+    // and the task is broken); dropping them keeps the graph step to its own findings, cycles.
+    let valid: std::collections::HashSet<String> =
+        drafts.iter().map(|d| d.task.task_id.to_string()).collect();
+    for d in &mut drafts {
+        d.task.upstream.retain(|u| valid.contains(u.as_str()));
+    }
+    let positions: Vec<(String, Node)> = drafts
+        .iter()
+        .map(|d| (d.task.task_id.to_string(), d.at.clone()))
+        .collect();
+    match graph::build(drafts.into_iter().map(|d| d.task).collect()) {
+        Ok(tasks) => dag.tasks = tasks,
+        Err(errors) => {
+            for e in errors {
+                let first = match &e {
+                    graph::GraphError::Cycle(path) => path.first(),
+                    graph::GraphError::DuplicateTask(t) => Some(t),
+                    graph::GraphError::UnknownUpstream { task, .. } => Some(task),
+                };
+                let at = first
+                    .and_then(|t| positions.iter().find(|(id, _)| id == t.as_str()))
+                    .map(|(_, n)| n)
+                    .unwrap_or(root);
+                r.task = first.map(|t| t.to_string());
+                r.error(at, "needs", e.message());
+            }
+            r.task = None;
+        }
+    }
+    let dag_id_text = dag_id.as_ref().map(|d| d.to_string());
+    for e in r.errors.iter_mut().chain(r.warnings.iter_mut()) {
+        e.dag_id = dag_id_text.clone();
+    }
+    let dag = match dag_id {
+        Some(id) if r.errors.is_empty() => Some(Dag { dag_id: id, ..dag }),
+        _ => None,
+    };
+    Validated {
+        dag,
+        errors: r.errors,
+        warnings: r.warnings,
+    }
+}
+
+/// Airflow DAG arguments that change nothing updraft does (display, UI, permissions).
+pub(crate) const DAG_ARGS_IGNORED: &[&str] = &[
+    "owner_links",
+    "access_control",
+    "dag_display_name",
+    "default_view",
+    "orientation",
+    "auto_register",
+    "disable_bundle_versioning",
+    "jinja_environment_kwargs",
+];
+
+/// Airflow DAG arguments that would change behaviour in Airflow but updraft does not
+/// implement: accepted so files stay portable, with a warning so nobody relies on them.
+pub(crate) const DAG_ARGS_WARNED: &[&str] = &[
+    "render_template_as_native_obj",
+    "fail_fast",
+    "user_defined_macros",
+    "user_defined_filters",
+    "template_searchpath",
+    "template_undefined",
+    "max_consecutive_failed_dag_runs",
+    "deadline",
+];
+
+pub(crate) fn is_callback(k: &str) -> bool {
+    (k.starts_with("on_") && k.ends_with("_callback")) || k == "sla_miss_callback"
+}
+
+/// A mapping key as text; a non-string key is an error (a hint for YAML 1.1 booleans).
+pub(crate) fn key_str<'n>(r: &mut Report, key: &'n Node) -> Option<&'n str> {
+    if let Some(s) = key.as_str() {
+        return Some(s);
+    }
+    let text = key.scalar_text().unwrap_or_default();
+    let hint = if matches!(key.kind, NodeKind::Bool(_)) {
+        " (YAML 1.1 reads unquoted yes/no/on/off as booleans)"
+    } else {
+        ""
+    };
+    r.error(
+        key,
+        "",
+        format!(
+            "key `{text}` is {}{hint}; write it as a quoted string",
+            key.type_name()
+        ),
+    );
+    None
+}
+
+/// `None` for a null value, otherwise what `f` makes of it.
+pub(crate) fn opt<T>(node: &Node, f: impl FnOnce(&Node) -> Option<T>) -> Option<T> {
+    if node.is_null() {
+        None
+    } else {
+        f(node)
+    }
+}
+
+pub(crate) fn string(r: &mut Report, node: &Node, field: &str) -> Option<String> {
+    match node.as_str() {
+        Some(s) => Some(s.to_string()),
+        None => {
+            r.error(
+                node,
+                field,
+                format!(
+                    "`{field}` must be a string, got {}; quote it",
+                    node.type_name()
+                ),
+            );
+            None
+        }
+    }
+}
+
+pub(crate) fn boolean(r: &mut Report, node: &Node, field: &str) -> Option<bool> {
+    match node.kind {
+        NodeKind::Bool(b) => Some(b),
+        _ => {
+            r.error(
+                node,
+                field,
+                format!("`{field}` must be true or false, got {}", node.type_name()),
+            );
+            None
+        }
+    }
+}
+
+/// A non-negative integer that fits in `u32`.
+pub(crate) fn count(r: &mut Report, node: &Node, field: &str) -> Option<u32> {
+    match node.kind {
+        NodeKind::Int(i) if (0..=u32::MAX as i64).contains(&i) => Some(i as u32),
+        _ => {
+            let got = node
+                .scalar_text()
+                .unwrap_or_else(|| node.type_name().to_string());
+            r.error(
+                node,
+                field,
+                format!("`{field}` must be a whole number, 0 or more; got `{got}`"),
+            );
+            None
+        }
+    }
+}
+
+pub(crate) fn duration(r: &mut Report, node: &Node, field: &str) -> Option<Duration> {
+    let parsed = match &node.kind {
+        NodeKind::Int(i) => Duration::from_secs_f64(*i as f64),
+        NodeKind::Float(f) => Duration::from_secs_f64(*f),
+        NodeKind::Str(s) => s.parse(),
+        _ => Err(format!(
+            "expected a duration like `30s`, `5m`, `1h30m`, `1d`, `PT5M` or a number of seconds, got {}",
+            node.type_name()
+        )),
+    };
+    parsed
+        .map_err(|e| r.error(node, field, format!("`{field}`: {e}")))
+        .ok()
+}
+
+/// A date (midnight UTC) or a timestamp; naive timestamps are UTC, as Airflow's default
+/// timezone is.
+pub(crate) fn datetime(r: &mut Report, node: &Node, field: &str) -> Option<DateTime<Utc>> {
+    let parsed = match &node.kind {
+        NodeKind::Date(s) | NodeKind::DateTime(s) | NodeKind::Str(s) => parse_datetime(s),
+        _ => None,
+    };
+    if parsed.is_none() {
+        let got = node
+            .scalar_text()
+            .unwrap_or_else(|| node.type_name().to_string());
+        r.error(
+            node,
+            field,
+            format!("`{field}` must be a date like `2024-01-01` or a timestamp like `2024-01-01T10:00:00Z`; got `{got}`"),
+        );
+    }
+    parsed
+}
+
+/// The YAML 1.1 timestamp forms (`2024-1-1 10:00:00.5 +2`), plus RFC 3339.
+pub fn parse_datetime(s: &str) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Some(Utc.from_utc_datetime(&d.and_time(NaiveTime::MIN)));
+    }
+    if let Ok(d) = DateTime::parse_from_rfc3339(s) {
+        return Some(d.with_timezone(&Utc));
+    }
+    let split = s.find(['T', 't', ' ', '\t'])?;
+    let (date, rest) = (&s[..split], s[split + 1..].trim_start());
+    let date = NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
+    // The offset starts at `Z`, `+` or `-` after the time of day.
+    let tz_at = rest.find(['Z', '+', '-']).unwrap_or(rest.len());
+    let (time, tz) = (rest[..tz_at].trim_end(), &rest[tz_at..]);
+    let time = NaiveTime::parse_from_str(time, "%H:%M:%S%.f").ok()?;
+    let naive = NaiveDateTime::new(date, time);
+    let offset_secs: i64 = match tz {
+        "" | "Z" => 0,
+        _ => {
+            let sign = if tz.starts_with('-') { -1 } else { 1 };
+            let (h, m) = tz[1..].split_once(':').unwrap_or((&tz[1..], "0"));
+            sign * (h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60)
+        }
+    };
+    Some(Utc.from_utc_datetime(&(naive - chrono::Duration::seconds(offset_secs))))
+}
+
+fn check_schema(r: &mut Report, value: &Node) {
+    let text = match &value.kind {
+        NodeKind::Str(s) | NodeKind::Date(s) => s.as_str(),
+        _ => {
+            r.error(
+                value,
+                "$schema",
+                format!("`$schema` must be a string like `{SCHEMA_URL}`"),
+            );
+            return;
+        }
+    };
+    if !text.contains(SCHEMA_VERSION) {
+        r.error(
+            value,
+            "$schema",
+            format!("unsupported `$schema` `{text}`: updraft reads format version {SCHEMA_VERSION}; use `{SCHEMA_URL}`"),
+        );
+    }
+}
+
+fn parse_schedule(r: &mut Report, value: &Node) -> Option<Schedule> {
+    match &value.kind {
+        NodeKind::Null => Some(Schedule::Manual),
+        NodeKind::Str(s) => schedule::parse(s)
+            .map_err(|e| r.error(value, "schedule", e))
+            .ok(),
+        NodeKind::Map(entries) if entries.iter().any(|(k, _)| k.as_str() == Some("uses")) => {
+            let uses = entries
+                .iter()
+                .find(|(k, _)| k.as_str() == Some("uses"))
+                .and_then(|(_, v)| v.scalar_text());
+            r.error(
+                value,
+                "schedule",
+                format!(
+                    "unsupported timetable `{}`: updraft supports cron strings (`0 3 * * *`), presets \
+                     (`@daily`, `@once`, ...) and null",
+                    uses.unwrap_or_default()
+                ),
+            );
+            None
+        }
+        _ => {
+            r.error(
+                value,
+                "schedule",
+                format!(
+                    "`schedule` must be a cron string like `0 3 * * *`, a preset like `@daily`, or null; got {}",
+                    value.type_name()
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn tags(r: &mut Report, value: &Node) -> Vec<String> {
+    match &value.kind {
+        NodeKind::Null => Vec::new(),
+        NodeKind::Seq(items) => items.iter().filter_map(|t| string(r, t, "tags")).collect(),
+        _ => {
+            r.error(
+                value,
+                "tags",
+                format!(
+                    "`tags` must be a list of strings, got {}",
+                    value.type_name()
+                ),
+            );
+            Vec::new()
+        }
+    }
+}
+
+/// `params`: name → default. Airflow's Param written as a mapping (`{default: 5, type: integer}`)
+/// is reduced to its `default`.
+fn params(r: &mut Report, value: &Node) -> serde_json::Map<String, serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    let Some(entries) = value.as_map() else {
+        if !value.is_null() {
+            r.error(
+                value,
+                "params",
+                format!(
+                    "`params` must be a mapping of name → default, got {}",
+                    value.type_name()
+                ),
+            );
+        }
+        return out;
+    };
+    for (k, v) in entries {
+        let Some(name) = key_str(r, k) else { continue };
+        let default = v
+            .as_map()
+            .and_then(|m| m.iter().find(|(pk, _)| pk.as_str() == Some("default")))
+            .map(|(_, d)| d)
+            .unwrap_or(v);
+        out.insert(name.to_string(), default.to_json());
+    }
+    out
+}
+
+#[cfg(test)]
+#[path = "validate_tests.rs"]
+mod tests;
