@@ -1,0 +1,120 @@
+//! Wiring roles together. `standalone` is scheduler + worker (+ web) in one process;
+//! the separate roles are the same parts alone. One cancellation token reaches every loop.
+
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::db::tasks::SpecCache;
+use crate::scheduler::Scheduler;
+use crate::settings::EngineSettings;
+use crate::worker::Worker;
+
+/// Which parts this process runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Roles {
+    pub scheduler: bool,
+    pub worker: bool,
+}
+
+/// Runs the chosen roles until `shutdown`, returning when all have stopped.
+pub async fn run_engine(
+    pool: PgPool,
+    settings: EngineSettings,
+    roles: Roles,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let specs = SpecCache::default();
+    let mut handles = Vec::new();
+    if roles.scheduler {
+        let s = Scheduler::new(pool.clone(), settings.clone(), specs.clone());
+        handles.push(tokio::spawn(s.run(shutdown.clone())));
+    }
+    if roles.worker {
+        let w = Worker::new(pool.clone(), settings.clone(), specs.clone());
+        handles.push(tokio::spawn(w.run(shutdown.clone())));
+    }
+    if handles.is_empty() {
+        return Ok(());
+    }
+    // Wait for all roles together: the first to fail stops the others, at once.
+    let mut roles = futures::future::select_all(handles);
+    loop {
+        let (result, _, rest) = roles.await;
+        let failed = match result {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(e) => Some(anyhow::anyhow!("a role panicked: {e}")),
+        };
+        if let Some(e) = failed {
+            shutdown.cancel();
+            for h in rest {
+                let _ = h.await;
+            }
+            return Err(e);
+        }
+        if rest.is_empty() {
+            return Ok(());
+        }
+        roles = futures::future::select_all(rest);
+    }
+}
+
+/// Scheduler and worker running in this process on DAGs that are already stored (the DAGs
+/// folder is not processed): what `dags test` and `bench` use.
+pub struct InProcess {
+    shutdown: CancellationToken,
+    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl InProcess {
+    pub fn start(pool: PgPool, mut settings: EngineSettings) -> InProcess {
+        settings.process_dags_folder = false;
+        let shutdown = CancellationToken::new();
+        let roles = Roles {
+            scheduler: true,
+            worker: true,
+        };
+        let handle = tokio::spawn(run_engine(pool, settings, roles, shutdown.clone()));
+        InProcess { shutdown, handle }
+    }
+
+    /// Stops both roles and waits for them.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.handle.await?
+    }
+}
+
+/// A token cancelled at the first SIGINT or SIGTERM.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        t.cancel();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        info!("shutting down: finishing running tasks (Ctrl-C again to stop at once)");
+        t.cancel();
+        // A second signal stops at once; leases expire and other workers retry.
+        let _ = tokio::signal::ctrl_c().await;
+        std::process::exit(130);
+    });
+    token
+}

@@ -1,0 +1,232 @@
+//! What should run when: a pure function of the DAG, the last scheduled run and the time, so
+//! every case (catchup, start and end dates, `@once`, both cron semantics) has a unit test.
+//!
+//! Two cron semantics, as Airflow 3 has them:
+//! - trigger (Airflow 3's default, `CronTriggerTimetable`): a run per cron tick `t`;
+//!   logical date = `t`, data interval `[t, t]`, created at `t`;
+//! - data intervals (`create_cron_data_intervals = true`, `CronDataIntervalTimetable`): a run
+//!   per interval `[a, b)` between consecutive ticks; logical date = `a`, created at `b`.
+//!
+//! `catchup: true` creates every run from `start_date` on; `catchup: false` creates only the
+//! latest one that is due (and then keeps up).
+
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+
+use crate::dag::{Dag, Schedule};
+
+/// A scheduled run to create once `run_after` has passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlannedRun {
+    pub logical_date: DateTime<Utc>,
+    pub interval_start: DateTime<Utc>,
+    pub interval_end: DateTime<Utc>,
+    pub run_after: DateTime<Utc>,
+}
+
+fn cron_of(dag: &Dag) -> Option<cron::Schedule> {
+    match &dag.schedule {
+        Schedule::Cron { cron, .. } => cron::Schedule::from_str(cron).ok(),
+        _ => None,
+    }
+}
+
+/// The first tick at or after `t`.
+fn tick_at_or_after(c: &cron::Schedule, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    c.after(&(t - chrono::Duration::milliseconds(1))).next()
+}
+
+/// The last tick at or before `t`.
+fn tick_at_or_before(c: &cron::Schedule, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    c.after(&(t + chrono::Duration::milliseconds(1)))
+        .next_back()
+}
+
+fn trigger_run(t: DateTime<Utc>) -> PlannedRun {
+    PlannedRun {
+        logical_date: t,
+        interval_start: t,
+        interval_end: t,
+        run_after: t,
+    }
+}
+
+fn interval_run(c: &cron::Schedule, a: DateTime<Utc>) -> Option<PlannedRun> {
+    let b = c.after(&a).next()?;
+    Some(PlannedRun {
+        logical_date: a,
+        interval_start: a,
+        interval_end: b,
+        run_after: b,
+    })
+}
+
+/// The next scheduled run of `dag` after the last one it had (`last_logical_date`, `None` if
+/// it never had one), as of `now`. `None`: nothing more will ever be scheduled.
+pub fn next_run(
+    dag: &Dag,
+    last_logical_date: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    data_intervals: bool,
+) -> Option<PlannedRun> {
+    let planned = match &dag.schedule {
+        Schedule::Manual => None,
+        Schedule::Once => match last_logical_date {
+            Some(_) => None,
+            None => Some(trigger_run(dag.start_date.unwrap_or(now))),
+        },
+        Schedule::Cron { .. } => {
+            let c = cron_of(dag)?;
+            let start = dag.start_date.unwrap_or(now);
+            if data_intervals {
+                next_interval(&c, start, last_logical_date, now, dag.catchup)
+            } else {
+                next_trigger(&c, start, last_logical_date, now, dag.catchup)
+            }
+        }
+    }?;
+    match dag.end_date {
+        Some(end) if planned.logical_date > end => None,
+        _ => Some(planned),
+    }
+}
+
+fn next_trigger(
+    c: &cron::Schedule,
+    start: DateTime<Utc>,
+    last: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    catchup: bool,
+) -> Option<PlannedRun> {
+    // Earliest candidate: the first tick after the last run, or at/after the start date.
+    let mut t = match last {
+        Some(last) => c.after(&last).next()?,
+        None => tick_at_or_after(c, start)?,
+    };
+    if !catchup {
+        // Skip to the latest tick that is already due, if that is later.
+        if let Some(latest) = tick_at_or_before(c, now) {
+            if latest > t {
+                t = latest;
+            }
+        }
+    }
+    Some(trigger_run(t))
+}
+
+fn next_interval(
+    c: &cron::Schedule,
+    start: DateTime<Utc>,
+    last: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    catchup: bool,
+) -> Option<PlannedRun> {
+    let mut a = match last {
+        Some(last) => c.after(&last).next()?,
+        None => tick_at_or_after(c, start)?,
+    };
+    if !catchup {
+        // The latest complete interval ends at the last tick <= now and starts one tick before.
+        if let Some(b) = tick_at_or_before(c, now) {
+            if let Some(latest_a) = c.after(&b).next_back() {
+                if latest_a > a {
+                    a = latest_a;
+                }
+            }
+        }
+    }
+    interval_run(c, a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dag::{DagId, Schedule};
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn dag(expr: &str, cron: &str, start: &str, catchup: bool) -> Dag {
+        Dag {
+            dag_id: DagId::parse("d").unwrap(),
+            description: None,
+            schedule: Schedule::Cron {
+                expr: expr.into(),
+                cron: cron.into(),
+            },
+            start_date: Some(at(start)),
+            end_date: None,
+            catchup,
+            tags: vec![],
+            params: Default::default(),
+            max_active_runs: 16,
+            max_active_tasks: 16,
+            dagrun_timeout: None,
+            is_paused_upon_creation: None,
+            doc_md: None,
+            tasks: vec![],
+        }
+    }
+
+    #[test]
+    fn trigger_catchup_walks_every_tick_from_start() {
+        let d = dag("@daily", "0 0 0 * * *", "2024-01-01T10:00:00Z", true);
+        let now = at("2024-01-05T12:00:00Z");
+        let first = next_run(&d, None, now, false).unwrap();
+        assert_eq!(first.logical_date, at("2024-01-02T00:00:00Z"));
+        assert_eq!(first.interval_start, first.interval_end);
+        let second = next_run(&d, Some(first.logical_date), now, false).unwrap();
+        assert_eq!(second.logical_date, at("2024-01-03T00:00:00Z"));
+    }
+
+    #[test]
+    fn trigger_without_catchup_takes_only_the_latest_due_tick() {
+        let d = dag("@daily", "0 0 0 * * *", "2023-09-03T10:00:00Z", false);
+        let now = at("2024-01-05T12:00:00Z");
+        let first = next_run(&d, None, now, false).unwrap();
+        assert_eq!(first.logical_date, at("2024-01-05T00:00:00Z"));
+        assert!(first.run_after <= now);
+        let next = next_run(&d, Some(first.logical_date), now, false).unwrap();
+        assert_eq!(next.logical_date, at("2024-01-06T00:00:00Z"));
+        assert!(next.run_after > now, "the following run waits for its tick");
+    }
+
+    #[test]
+    fn data_intervals_run_after_the_interval_ends() {
+        let d = dag("0 3 * * *", "0 0 3 * * *", "2024-01-01T00:00:00Z", true);
+        let now = at("2024-01-03T12:00:00Z");
+        let first = next_run(&d, None, now, true).unwrap();
+        assert_eq!(first.logical_date, at("2024-01-01T03:00:00Z"));
+        assert_eq!(first.interval_end, at("2024-01-02T03:00:00Z"));
+        assert_eq!(first.run_after, first.interval_end);
+        let second = next_run(&d, Some(first.logical_date), now, true).unwrap();
+        assert_eq!(second.interval_start, first.interval_end);
+    }
+
+    #[test]
+    fn data_intervals_without_catchup_take_the_latest_complete_interval() {
+        let d = dag("0 3 * * *", "0 0 3 * * *", "2020-01-01T00:00:00Z", false);
+        let now = at("2024-01-03T12:00:00Z");
+        let run = next_run(&d, None, now, true).unwrap();
+        assert_eq!(run.interval_start, at("2024-01-02T03:00:00Z"));
+        assert_eq!(run.interval_end, at("2024-01-03T03:00:00Z"));
+    }
+
+    #[test]
+    fn end_date_once_and_manual() {
+        let mut d = dag("@daily", "0 0 0 * * *", "2024-01-01T00:00:00Z", true);
+        d.end_date = Some(at("2024-01-02T00:00:00Z"));
+        let now = at("2024-02-01T00:00:00Z");
+        assert!(next_run(&d, Some(at("2024-01-02T00:00:00Z")), now, false).is_none());
+        d.schedule = Schedule::Once;
+        assert_eq!(
+            next_run(&d, None, now, false).unwrap().logical_date,
+            at("2024-01-01T00:00:00Z")
+        );
+        assert!(next_run(&d, Some(at("2024-01-01T00:00:00Z")), now, false).is_none());
+        d.schedule = Schedule::Manual;
+        assert!(next_run(&d, None, now, false).is_none());
+    }
+}
