@@ -1,0 +1,87 @@
+use std::time::Duration;
+
+use super::*;
+use crate::operators::{LogStream, OperatorEnv, TaskContext};
+
+fn config(cmd: &str) -> Config {
+    serde_json::from_value(serde_json::json!({ "bash_command": cmd })).unwrap()
+}
+
+#[tokio::test]
+async fn pushes_last_stdout_line_and_logs_both_streams() {
+    let (ctx, mut log) = TaskContext::for_test(OperatorEnv::default());
+    let out = run(config("echo one; echo oops >&2; echo two"), &ctx)
+        .await
+        .unwrap();
+    assert_eq!(
+        out.xcom,
+        vec![("return_value".to_string(), serde_json::json!("two"))]
+    );
+    drop(ctx);
+    let mut lines = Vec::new();
+    while let Some(l) = log.recv().await {
+        lines.push((l.stream, l.text));
+    }
+    assert!(lines.contains(&(LogStream::Stdout, "one".into())));
+    assert!(lines.contains(&(LogStream::Stderr, "oops".into())));
+}
+
+#[tokio::test]
+async fn exit_99_skips_and_other_codes_fail() {
+    let (ctx, _log) = TaskContext::for_test(OperatorEnv::default());
+    assert!(run(config("exit 99"), &ctx).await.unwrap().skipped);
+    let err = run(config("exit 3"), &ctx).await.unwrap_err().to_string();
+    assert!(err.contains("exit code 3"), "{err}");
+}
+
+#[tokio::test]
+async fn env_replaces_unless_appended_and_context_vars_are_set() {
+    let (ctx, _log) = TaskContext::for_test(OperatorEnv::default());
+    std::env::set_var("UPDRAFT_TEST_OUTER", "outer");
+    let cfg: Config = serde_json::from_value(serde_json::json!({
+        "bash_command": "echo ${FOO}-${UPDRAFT_TEST_OUTER:-none}-$AIRFLOW_CTX_DAG_ID",
+        "env": {"FOO": "bar"}
+    }))
+    .unwrap();
+    let out = run(cfg.clone(), &ctx).await.unwrap();
+    assert_eq!(out.xcom[0].1, serde_json::json!("bar-none-test_dag"));
+    let appended = Config {
+        append_env: true,
+        ..cfg
+    };
+    let out = run(appended, &ctx).await.unwrap();
+    assert_eq!(out.xcom[0].1, serde_json::json!("bar-outer-test_dag"));
+}
+
+#[tokio::test]
+async fn cancellation_kills_the_process_group() {
+    let (ctx, _log) = TaskContext::for_test(OperatorEnv::default());
+    let cancel = ctx.cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        cancel.cancel();
+    });
+    let started = std::time::Instant::now();
+    let err = run(config("sleep 30 & sleep 30; wait"), &ctx)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("cancelled"));
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn skip_code_accepts_one_or_many() {
+    let c: Config =
+        serde_json::from_value(serde_json::json!({"bash_command": "x", "skip_on_exit_code": 3}))
+            .unwrap();
+    assert_eq!(c.skip_on_exit_code, vec![3]);
+    let c: Config = serde_json::from_value(
+        serde_json::json!({"bash_command": "x", "skip_on_exit_code": [3, 4]}),
+    )
+    .unwrap();
+    assert_eq!(c.skip_on_exit_code, vec![3, 4]);
+    assert!(
+        serde_json::from_value::<Config>(serde_json::json!({"bash_command": "x", "bogus": 1}))
+            .is_err()
+    );
+}

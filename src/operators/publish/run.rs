@@ -1,0 +1,229 @@
+use std::time::{Duration, Instant};
+
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::ClientConfig;
+use serde_json::{json, Value};
+
+use super::Config;
+use crate::operators::context::mask_uri;
+use crate::operators::{Outcome, TaskContext};
+
+pub async fn run(config: Config, ctx: &TaskContext) -> anyhow::Result<Outcome> {
+    crate::operators::ensure_valid(config.validate())?;
+    let servers = crate::kafka::bootstrap_servers(
+        config.bootstrap_servers.as_deref(),
+        config.kafka_conn_id.as_deref(),
+        &ctx.env,
+    )?;
+    let shown = mask_uri(&servers);
+    let mut client_config = ClientConfig::new();
+    for (k, v) in &config.properties {
+        client_config.set(k, v);
+    }
+    client_config
+        .set("bootstrap.servers", &servers)
+        .set(
+            "client.id",
+            format!("updraft.{}.{}", ctx.dag_id, ctx.task_id),
+        )
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set(
+            "message.timeout.ms",
+            config.delivery_timeout.std().as_millis().to_string(),
+        )
+        .set(
+            "socket.connection.setup.timeout.ms",
+            config
+                .connect_timeout
+                .std()
+                .as_millis()
+                .max(1000)
+                .to_string(),
+        )
+        .set("log_level", "3");
+    crate::kafka::set_defaults(
+        &mut client_config,
+        &config.properties,
+        &[
+            ("linger.ms", "5"),
+            ("batch.num.messages", "10000"),
+            ("queue.buffering.max.messages", "1000000"),
+        ],
+    );
+    let producer: FutureProducer = client_config
+        .create()
+        .map_err(|e| anyhow::anyhow!("could not create a Kafka producer for {shown}: {e}"))?;
+
+    let partitions = ensure_topic(&producer, &client_config, &config, &shown, ctx).await?;
+    ctx.log.info(format!(
+        "Publishing {} records to topic `{}` ({} partitions) at {shown}",
+        config.records.len(),
+        config.topic,
+        partitions
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "auto-created".into())
+    ));
+
+    let started = Instant::now();
+    let mut pending = FuturesUnordered::new();
+    let mut unkeyed = 0usize;
+    for record in &config.records {
+        let payload = serde_json::to_vec(record)?;
+        let key = config.key_field.as_deref().and_then(|f| key_of(record, f));
+        if config.key_field.is_some() && key.is_none() {
+            unkeyed += 1;
+        }
+        let mut message = FutureRecord::<Vec<u8>, Vec<u8>>::to(&config.topic).payload(&payload);
+        if let Some(k) = &key {
+            message = message.key(k);
+        }
+        // Enqueue without blocking; when librdkafka's queue is full, let deliveries drain.
+        loop {
+            match producer.send_result(message) {
+                Ok(delivery) => {
+                    pending.push(delivery);
+                    break;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    message = back;
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(2)) => {}
+                        _ = ctx.cancel.cancelled() => anyhow::bail!("publish was cancelled"),
+                    }
+                }
+                Err((e, _)) => anyhow::bail!(
+                    "could not enqueue a message for topic `{}`: {e}",
+                    config.topic
+                ),
+            }
+        }
+    }
+
+    let total = pending.len();
+    let mut acked = 0usize;
+    let mut failed = 0usize;
+    let mut first_error: Option<String> = None;
+    loop {
+        let next = tokio::select! {
+            n = pending.next() => n,
+            _ = ctx.cancel.cancelled() => anyhow::bail!("publish was cancelled with {acked} of {total} messages acknowledged"),
+        };
+        match next {
+            None => break,
+            Some(Ok(Ok(_))) => acked += 1,
+            Some(Ok(Err((e, _)))) => {
+                failed += 1;
+                first_error.get_or_insert_with(|| e.to_string());
+            }
+            Some(Err(_)) => {
+                failed += 1;
+                first_error
+                    .get_or_insert_with(|| "the producer dropped the delivery report".into());
+            }
+        }
+    }
+    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    if unkeyed > 0 {
+        ctx.log.info(format!(
+            "{unkeyed} records had no `{}` field and were sent without a key",
+            config.key_field.as_deref().unwrap_or_default()
+        ));
+    }
+    if failed > 0 {
+        anyhow::bail!(
+            "{failed} of {total} messages to topic `{}` were not acknowledged by Kafka at {shown} within {}: {}",
+            config.topic,
+            config.delivery_timeout,
+            first_error.unwrap_or_default()
+        );
+    }
+    ctx.log.info(format!(
+        "Published {acked} records to topic `{}`, all acknowledged, in {secs:.3}s ({:.0} records/s)",
+        config.topic,
+        acked as f64 / secs
+    ));
+    Ok(Outcome::returning(
+        json!({"topic": config.topic, "published": acked}),
+    ))
+}
+
+/// The message key for a record: a string field as is, any other value as JSON text.
+pub(crate) fn key_of(record: &Value, field: &str) -> Option<Vec<u8>> {
+    match record.get(field)? {
+        Value::Null => None,
+        Value::String(s) => Some(s.as_bytes().to_vec()),
+        other => Some(other.to_string().into_bytes()),
+    }
+}
+
+/// Checks the brokers answer and the topic exists, creating it if asked. Returns the
+/// topic's partition count when known.
+async fn ensure_topic(
+    producer: &FutureProducer,
+    client_config: &ClientConfig,
+    config: &Config,
+    shown: &str,
+    ctx: &TaskContext,
+) -> anyhow::Result<Option<usize>> {
+    let timeout = config.connect_timeout.std();
+    let client = producer.clone();
+    // All topics, not just ours: asking for one topic by name can auto-create it.
+    let metadata = tokio::task::spawn_blocking(move || client.client().fetch_metadata(None, timeout))
+        .await?
+        .map_err(|e| {
+            anyhow::anyhow!("could not reach Kafka at {shown} within {}: {e}. Are the brokers up, and do KAFKA_BOOTSTRAP_SERVERS / the connection point at them?", config.connect_timeout)
+        })?;
+    if let Some(t) = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == config.topic && t.error().is_none())
+    {
+        return Ok(Some(t.partitions().len()));
+    }
+    if !config.create_topic {
+        ctx.log.info(format!(
+            "Topic `{}` does not exist; relying on the broker to auto-create it",
+            config.topic
+        ));
+        return Ok(None);
+    }
+    let admin: AdminClient<DefaultClientContext> = client_config
+        .create()
+        .map_err(|e| anyhow::anyhow!("could not create a Kafka admin client for {shown}: {e}"))?;
+    let topic = NewTopic::new(
+        &config.topic,
+        config.partitions,
+        TopicReplication::Fixed(config.replication_factor),
+    );
+    let opts = AdminOptions::new()
+        .request_timeout(Some(timeout))
+        .operation_timeout(Some(timeout));
+    match admin.create_topics([&topic], &opts).await {
+        Ok(results) => match results.into_iter().next() {
+            Some(Ok(_)) => {
+                ctx.log.info(format!(
+                    "Created topic `{}` with {} partitions",
+                    config.topic, config.partitions
+                ));
+                Ok(Some(config.partitions as usize))
+            }
+            Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => Ok(None),
+            Some(Err((_, code))) => fall_back(ctx, &config.topic, &code.to_string()),
+            None => fall_back(ctx, &config.topic, "no result"),
+        },
+        Err(e) => fall_back(ctx, &config.topic, &e.to_string()),
+    }
+}
+
+fn fall_back(ctx: &TaskContext, topic: &str, why: &str) -> anyhow::Result<Option<usize>> {
+    ctx.log.info(format!(
+        "Could not create topic `{topic}` ({why}); relying on the broker to auto-create it on first write"
+    ));
+    Ok(None)
+}

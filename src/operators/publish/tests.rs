@@ -1,0 +1,208 @@
+use std::time::{Duration, Instant};
+
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use serde_json::{json, Value};
+
+use super::*;
+use crate::kafka::{read_topic, EmbeddedKafka};
+use crate::operators::{OperatorEnv, TaskContext};
+
+fn records(n: usize) -> Vec<Value> {
+    (0..n).map(|i| json!({"id": uuid::Uuid::new_v4().to_string(), "n": i, "post_code": if i % 2 == 0 { json!(1234) } else { json!("AB1") }})).collect()
+}
+
+fn config(records: Vec<Value>, extra: Value) -> Config {
+    let mut base = json!({"records": records, "connect_timeout": 2, "delivery_timeout": 3});
+    if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            b.insert(k.clone(), v.clone());
+        }
+    }
+    serde_json::from_value(base).unwrap()
+}
+
+fn env(kafka: &EmbeddedKafka) -> OperatorEnv {
+    OperatorEnv {
+        kafka_bootstrap_servers: Some(kafka.bootstrap_servers()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn publishes_every_record_and_reads_back_the_same() {
+    let kafka = EmbeddedKafka::start(3).unwrap();
+    let (ctx, _log) = TaskContext::for_test(env(&kafka));
+    let sent = records(500);
+    let out = run(config(sent.clone(), json!({"key_field": "id"})), &ctx)
+        .await
+        .unwrap();
+    assert_eq!(
+        out.xcom[0].1,
+        json!({"topic": "users_created", "published": 500})
+    );
+    let servers = kafka.bootstrap_servers();
+    let got = tokio::task::spawn_blocking(move || {
+        read_topic(&servers, "users_created", Duration::from_secs(10))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(got.len(), 500);
+    let mut got_values: Vec<Value> = got
+        .iter()
+        .map(|(_, key, payload)| {
+            let v: Value = serde_json::from_slice(payload).unwrap();
+            assert_eq!(key.as_deref(), Some(v["id"].as_str().unwrap().as_bytes()));
+            v
+        })
+        .collect();
+    got_values.sort_by_key(|v| v["n"].as_u64());
+    assert_eq!(got_values, sent);
+    assert!(
+        got.iter()
+            .map(|(p, _, _)| *p)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            > 1
+    );
+}
+
+#[tokio::test]
+async fn auto_creates_a_missing_topic_on_the_mock_broker() {
+    let kafka = EmbeddedKafka::start(1).unwrap();
+    let (ctx, mut log) = TaskContext::for_test(env(&kafka));
+    run(config(records(10), json!({"topic": "fresh_topic"})), &ctx)
+        .await
+        .unwrap();
+    drop(ctx);
+    let mut lines = Vec::new();
+    while let Some(l) = log.recv().await {
+        lines.push(l.text);
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("Published 10 records")),
+        "{lines:?}"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_brokers_fail_after_a_bounded_wait() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let servers = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    let (ctx, _log) = TaskContext::for_test(OperatorEnv::default());
+    let started = Instant::now();
+    let err = run(
+        config(records(3), json!({"bootstrap_servers": servers})),
+        &ctx,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("could not reach Kafka at 127.0.0.1") && err.contains("within 2s"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn broker_down_before_publish_fails_clearly() {
+    let kafka = EmbeddedKafka::start(1).unwrap();
+    kafka.broker_down(1);
+    let (ctx, _log) = TaskContext::for_test(env(&kafka));
+    let started = Instant::now();
+    let err = run(config(records(3), json!({})), &ctx)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("could not reach Kafka") || err.contains("not acknowledged"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn broker_lost_mid_publish_fails_the_try_then_a_retry_delivers() {
+    let kafka = EmbeddedKafka::start(1).unwrap();
+    let (ctx, _log) = TaskContext::for_test(env(&kafka));
+    // Every produce request fails with a non-retriable error, as if the partition leader went
+    // away for good while we publish.
+    let errors = vec![RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 200];
+    kafka.push_request_errors(RDKafkaApiKey::Produce, &errors);
+    let err = run(config(records(50), json!({"delivery_timeout": 2})), &ctx)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not acknowledged"), "{err}");
+    kafka.clear_request_errors(RDKafkaApiKey::Produce);
+    // The engine's retry: a new try publishes everything.
+    let out = run(config(records(50), json!({})), &ctx).await.unwrap();
+    assert_eq!(out.xcom[0].1["published"], 50);
+}
+
+#[tokio::test]
+async fn broker_down_mid_publish_times_out_within_the_delivery_bound() {
+    let kafka = EmbeddedKafka::start(1).unwrap();
+    let (ctx, _log) = TaskContext::for_test(env(&kafka));
+    run(config(records(5), json!({})), &ctx).await.unwrap();
+    let kafka = std::sync::Arc::new(kafka);
+    let k = kafka.clone();
+    let down = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        k.broker_down(1);
+    });
+    let started = Instant::now();
+    let result = run(
+        config(records(200_000), json!({"delivery_timeout": 2})),
+        &ctx,
+    )
+    .await;
+    down.await.unwrap();
+    // Either everything was acknowledged before the broker went down, or the try failed in
+    // bounded time saying how many were not acknowledged; never a hang or a false success.
+    match result {
+        Ok(out) => assert_eq!(out.xcom[0].1["published"], 200_000),
+        Err(e) => assert!(e.to_string().contains("not acknowledged"), "{e}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn validation() {
+    let c = config(
+        vec![],
+        json!({"topic": "bad topic", "partitions": 0, "properties": {"acks": "1"}}),
+    );
+    let fields: Vec<String> = c.validate().into_iter().map(|(f, _)| f).collect();
+    assert_eq!(
+        fields,
+        ["with.topic", "with.partitions", "with.properties.acks"]
+    );
+    assert!(valid_topic("users_created") && valid_topic("a.b-c") && !valid_topic(""));
+    assert_eq!(run::key_of(&json!({"k": 5}), "k"), Some(b"5".to_vec()));
+    assert_eq!(run::key_of(&json!({"k": null}), "k"), None);
+}
+
+#[tokio::test]
+async fn missing_brokers_configuration_is_a_clear_error() {
+    let (ctx, _log) = TaskContext::for_test(OperatorEnv::default());
+    let err = run(config(records(1), json!({})), &ctx)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("KAFKA_BOOTSTRAP_SERVERS"), "{err}");
+}

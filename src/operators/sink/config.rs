@@ -1,0 +1,288 @@
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::dag::Duration;
+use crate::operators::context::{mask_uri, OperatorEnv};
+
+/// The connection a sink uses when `conn_id` is not given, if it is defined.
+pub const DEFAULT_CONN_ID: &str = "sink_default";
+
+/// Arguments of the `sink` operator (`uses: updraft.sink`).
+///
+/// Target: the `conn_id` connection (which must exist when given); without `conn_id`, the
+/// `sink_default` connection if defined, else Cassandra at `CASSANDRA_CONTACT_POINTS` if set,
+/// else Postgres at the configured sink URL (in standalone, updraft's own database). The
+/// connection's scheme picks the kind: `postgres://` / `postgresql://` or `cassandra://`
+/// (`scylla://` too), e.g. `cassandra://user:pw@cass1:9042,cass2:9042`.
+///
+/// Brokers: `bootstrap_servers`, else `kafka_conn_id`, else `KAFKA_BOOTSTRAP_SERVERS`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The topic to consume.
+    #[serde(default = "crate::operators::publish::default_topic")]
+    pub topic: String,
+    /// The consumer group; sink tasks sharing it share the topic's partitions, and each run
+    /// resumes where the group's committed offsets say. Default `updraft.<dag_id>.<task_id>`.
+    #[serde(default)]
+    pub group_id: Option<String>,
+    /// The target connection (see above).
+    #[serde(default)]
+    pub conn_id: Option<String>,
+    /// Brokers, `host:port,...`. Overrides `kafka_conn_id` and `KAFKA_BOOTSTRAP_SERVERS`.
+    #[serde(default)]
+    pub bootstrap_servers: Option<String>,
+    /// A named Kafka connection (`kafka://host:port,...`).
+    #[serde(default)]
+    pub kafka_conn_id: Option<String>,
+    /// The Cassandra keyspace, or the Postgres schema; created if missing.
+    #[serde(default = "default_keyspace")]
+    pub keyspace: String,
+    /// The table; created if missing with `id uuid PRIMARY KEY` and `columns` as text.
+    #[serde(default = "default_table")]
+    pub table: String,
+    /// Record fields stored as text columns besides `id`, in order. The default is DESIGN.md's
+    /// record without `dob`, which the reference stack leaves out.
+    #[serde(default = "default_columns")]
+    pub columns: Vec<String>,
+    /// Messages written (and their offsets committed) together.
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    /// Stop after this many messages even if not caught up.
+    #[serde(default)]
+    pub max_records: Option<u64>,
+    /// Stop after this long even if not caught up.
+    #[serde(default)]
+    pub max_duration: Option<Duration>,
+    /// Stop (successfully, having written nothing) when the group gives this task no
+    /// partition for this long, e.g. when other sink tasks hold them all.
+    #[serde(default = "thirty_seconds")]
+    pub assignment_timeout: Duration,
+    /// Timeout for connecting to the brokers and the target, and for metadata calls.
+    #[serde(default = "ten_seconds")]
+    pub connect_timeout: Duration,
+    /// Cassandra targets: the topic invalid messages go to. Default `<topic>.dlq`.
+    /// (Postgres targets keep them in the table `<table>_dead_letter` beside the rows.)
+    #[serde(default)]
+    pub dead_letter_topic: Option<String>,
+    /// Cassandra targets: inserts in flight at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Extra librdkafka consumer properties. `enable.auto.commit` stays `false`.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+/// Where rows go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Postgres {
+        url: String,
+    },
+    Cassandra {
+        contact_points: Vec<String>,
+        user: Option<(String, String)>,
+    },
+}
+
+impl Target {
+    /// For logs: the kind and the place, password masked.
+    pub fn describe(&self) -> String {
+        match self {
+            Target::Postgres { url } => format!("Postgres at {}", mask_uri(url)),
+            Target::Cassandra { contact_points, .. } => {
+                format!("Cassandra at {}", contact_points.join(","))
+            }
+        }
+    }
+
+    /// Resolves the target by the rules on [`Config`].
+    pub fn resolve(conn_id: Option<&str>, env: &OperatorEnv) -> anyhow::Result<Target> {
+        if let Some(id) = conn_id {
+            let conn = env.connections.get(&id.to_lowercase()).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "sink connection `{id}` is not defined; set AIRFLOW_CONN_{} to a postgres:// or cassandra:// URI",
+                    id.to_uppercase()
+                )
+            })?;
+            return Target::from_uri(&conn.uri);
+        }
+        if let Some(conn) = env.connections.get(DEFAULT_CONN_ID) {
+            return Target::from_uri(&conn.uri);
+        }
+        if let Some(points) = &env.cassandra_contact_points {
+            return Ok(Target::Cassandra {
+                contact_points: split_hosts(points, 9042),
+                user: None,
+            });
+        }
+        if let Some(url) = &env.sink_postgres_url {
+            return Ok(Target::Postgres { url: url.clone() });
+        }
+        anyhow::bail!(
+            "no sink target configured: set `conn_id`, AIRFLOW_CONN_SINK_DEFAULT, CASSANDRA_CONTACT_POINTS or SINK_POSTGRES_URL"
+        )
+    }
+
+    /// `postgres://…` / `postgresql://…` or `cassandra://[user:pw@]h1:9042,h2:9042[/…]`.
+    pub fn from_uri(uri: &str) -> anyhow::Result<Target> {
+        let (scheme, rest) = uri.split_once("://").ok_or_else(|| {
+            anyhow::anyhow!("the sink connection `{}` has no scheme", mask_uri(uri))
+        })?;
+        match scheme.to_ascii_lowercase().as_str() {
+            "postgres" | "postgresql" => Ok(Target::Postgres {
+                url: uri.to_string(),
+            }),
+            "cassandra" | "scylla" => {
+                let (userinfo, hosts) = match rest.rsplit_once('@') {
+                    Some((u, h)) => (Some(u), h),
+                    None => (None, rest),
+                };
+                let hosts = hosts.split(['/', '?']).next().unwrap_or_default();
+                let points = split_hosts(hosts, 9042);
+                if points.is_empty() {
+                    anyhow::bail!("the Cassandra connection names no host");
+                }
+                let user = userinfo
+                    .and_then(|u| u.split_once(':'))
+                    .map(|(u, p)| (u.to_string(), p.to_string()));
+                Ok(Target::Cassandra {
+                    contact_points: points,
+                    user,
+                })
+            }
+            other => anyhow::bail!(
+                "sink connections must be postgres:// or cassandra://, not `{other}://`"
+            ),
+        }
+    }
+}
+
+/// `h1,h2:9043` → `["h1:9042", "h2:9043"]`.
+pub fn split_hosts(list: &str, default_port: u16) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(|h| {
+            if h.contains(':') {
+                h.to_string()
+            } else {
+                format!("{h}:{default_port}")
+            }
+        })
+        .collect()
+}
+
+/// A name safe to splice into SQL/CQL unquoted: lower-case letters, digits, `_`, not
+/// starting with a digit, at most 48 characters (Cassandra's limit). Identifiers cannot be
+/// bound parameters, so this check is what keeps statements injection-free.
+pub fn valid_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && s.len() <= 48
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+impl Config {
+    /// Pure checks beyond the types.
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut errors = Vec::new();
+        let ident_hint = "use lower-case letters, digits and `_`, not starting with a digit, at most 48 characters";
+        for (field, name) in [
+            ("with.keyspace", &self.keyspace),
+            ("with.table", &self.table),
+        ] {
+            if !valid_identifier(name) {
+                errors.push((
+                    field.to_string(),
+                    format!("`{name}` is not a valid name; {ident_hint}"),
+                ));
+            }
+        }
+        for (i, c) in self.columns.iter().enumerate() {
+            if !valid_identifier(c) || c == "id" {
+                errors.push((
+                    format!("with.columns.{i}"),
+                    format!("`{c}` is not a valid column; {ident_hint} (and not `id`)"),
+                ));
+            }
+            if self.columns[..i].contains(c) {
+                errors.push((
+                    format!("with.columns.{i}"),
+                    format!("`{c}` is listed twice"),
+                ));
+            }
+        }
+        if !crate::operators::publish::valid_topic(&self.topic) {
+            errors.push((
+                "with.topic".into(),
+                format!("`{}` is not a valid Kafka topic name", self.topic),
+            ));
+        }
+        if self.batch_size == 0 || self.concurrency == 0 {
+            errors.push((
+                "with.batch_size".into(),
+                "`batch_size` and `concurrency` must be at least 1".into(),
+            ));
+        }
+        if self.properties.contains_key("enable.auto.commit")
+            || self.properties.contains_key("group.id")
+        {
+            errors.push((
+                "with.properties".into(),
+                "`enable.auto.commit` and `group.id` are set by the operator".into(),
+            ));
+        }
+        errors
+    }
+
+    pub fn group_id(&self, dag_id: &str, task_id: &str) -> String {
+        self.group_id
+            .clone()
+            .unwrap_or_else(|| format!("updraft.{dag_id}.{task_id}"))
+    }
+
+    pub fn dead_letter_topic(&self) -> String {
+        self.dead_letter_topic
+            .clone()
+            .unwrap_or_else(|| format!("{}.dlq", self.topic))
+    }
+}
+
+fn default_keyspace() -> String {
+    "spark_streams".into()
+}
+fn default_table() -> String {
+    "created_users".into()
+}
+/// DESIGN.md §6's record fields after `id`, without `dob`.
+pub fn default_columns() -> Vec<String> {
+    [
+        "first_name",
+        "last_name",
+        "gender",
+        "address",
+        "post_code",
+        "email",
+        "username",
+        "registered_date",
+        "phone",
+        "picture",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+fn default_batch() -> usize {
+    1000
+}
+fn default_concurrency() -> usize {
+    64
+}
+fn ten_seconds() -> Duration {
+    Duration::from_secs(10)
+}
+fn thirty_seconds() -> Duration {
+    Duration::from_secs(30)
+}

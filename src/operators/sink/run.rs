@@ -1,0 +1,445 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::FutureProducer;
+use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
+use serde_json::json;
+
+use super::cassandra::{self, CqlWriter};
+use super::config::{Config, Target};
+use super::postgres::{self, PgWriter};
+use super::record::{self, Message};
+use crate::operators::context::mask_uri;
+use crate::operators::{Outcome, TaskContext};
+
+/// The two targets; a closed set, so an enum rather than a trait object.
+enum Writer {
+    Postgres(PgWriter),
+    Cassandra(Box<CqlWriter>),
+}
+
+/// How far one assigned partition has to go.
+#[derive(Clone, Copy, Debug)]
+struct Progress {
+    /// The partition's end offset when this task first saw it assigned.
+    end: i64,
+    /// The next offset this task will read (committed offset, or the start, at first).
+    next: i64,
+}
+
+#[derive(Default)]
+struct Counts {
+    consumed: u64,
+    rows: u64,
+    dead: u64,
+    batches: u64,
+    commit_failures: u64,
+}
+
+pub async fn run(config: Config, ctx: &TaskContext) -> anyhow::Result<Outcome> {
+    crate::operators::ensure_valid(config.validate())?;
+    let servers = crate::kafka::bootstrap_servers(
+        config.bootstrap_servers.as_deref(),
+        config.kafka_conn_id.as_deref(),
+        &ctx.env,
+    )?;
+    let target = Target::resolve(config.conn_id.as_deref(), &ctx.env)?;
+    let group = config.group_id(&ctx.dag_id, &ctx.task_id);
+    let timeout = config.connect_timeout.std();
+    ctx.log.info(format!(
+        "Sinking topic `{}` (group `{group}`) from Kafka at {} into {}.{} on {}",
+        config.topic,
+        mask_uri(&servers),
+        config.keyspace,
+        config.table,
+        target.describe()
+    ));
+
+    let mut cc = ClientConfig::new();
+    for (k, v) in &config.properties {
+        cc.set(k, v);
+    }
+    cc.set("bootstrap.servers", &servers)
+        .set("group.id", &group)
+        .set(
+            "client.id",
+            format!("updraft.{}.{}", ctx.dag_id, ctx.task_id),
+        )
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set(
+            "socket.connection.setup.timeout.ms",
+            timeout.as_millis().max(1000).to_string(),
+        )
+        .set("log_level", "3");
+    // Defaults a DAG may override. A short session timeout is safe (librdkafka heartbeats
+    // from a background thread, so slow batches do not expire it) and lets the next run of
+    // this group rejoin quickly; the embedded broker in particular holds a departed group in
+    // rebalance for about that long.
+    crate::kafka::set_defaults(
+        &mut cc,
+        &config.properties,
+        &[
+            ("auto.offset.reset", "earliest"),
+            ("session.timeout.ms", "6000"),
+            ("heartbeat.interval.ms", "1000"),
+        ],
+    );
+    let consumer: Arc<StreamConsumer> = Arc::new(
+        cc.create()
+            .map_err(|e| anyhow::anyhow!("could not create a Kafka consumer: {e}"))?,
+    );
+    // The brokers must answer and the topic must exist before anything else is set up.
+    let (c, topic) = (consumer.clone(), config.topic.clone());
+    let metadata = tokio::task::spawn_blocking(move || c.fetch_metadata(Some(&topic), timeout))
+        .await?
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "could not reach Kafka at {} within {}: {e}",
+                mask_uri(&servers),
+                config.connect_timeout
+            )
+        })?;
+    let exists = metadata
+        .topics()
+        .iter()
+        .any(|t| t.name() == config.topic && t.error().is_none() && !t.partitions().is_empty());
+    if !exists {
+        ctx.log.info(format!(
+            "Topic `{}` does not exist (yet): nothing to sink",
+            config.topic
+        ));
+        close(consumer, ctx, timeout).await;
+        return Ok(Outcome::returning(json!({
+            "consumed": 0, "rows": 0, "dead_letters": 0, "stopped": "the topic does not exist",
+        })));
+    }
+
+    let writer = match &target {
+        Target::Postgres { url } => {
+            let stmts = postgres::Statements::new(&config.keyspace, &config.table, &config.columns);
+            Writer::Postgres(PgWriter::connect(url, stmts, config.columns.len(), timeout).await?)
+        }
+        Target::Cassandra {
+            contact_points,
+            user,
+        } => {
+            let stmts =
+                cassandra::Statements::new(&config.keyspace, &config.table, &config.columns);
+            let dlq: FutureProducer = ClientConfig::new()
+                .set("bootstrap.servers", &servers)
+                .set("enable.idempotence", "true")
+                .set("acks", "all")
+                .set("log_level", "3")
+                .create()?;
+            let topic = config.dead_letter_topic();
+            Writer::Cassandra(Box::new(
+                CqlWriter::connect(
+                    contact_points,
+                    user.as_ref(),
+                    &stmts,
+                    config.concurrency,
+                    timeout,
+                    dlq,
+                    topic,
+                )
+                .await?,
+            ))
+        }
+    };
+
+    consumer.subscribe(&[config.topic.as_str()])?;
+
+    let result = consume(&config, ctx, &consumer, &writer).await;
+    close(consumer, ctx, timeout).await;
+    result
+}
+
+/// Leaves the consumer group, waiting at most `timeout`. Closing blocks until librdkafka has
+/// left the group, and can hang in a rebalance (rust-rdkafka #509, librdkafka #4884); the rows
+/// and offsets are already safe by now, so a stuck close must not hold the task (or, on a
+/// blocking-pool thread, the runtime's shutdown). It runs on a detached thread instead.
+async fn close(consumer: Arc<StreamConsumer>, ctx: &TaskContext, timeout: Duration) {
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("updraft-sink-close".into())
+        .spawn(move || {
+            drop(consumer);
+            let _ = done_tx.send(());
+        });
+    if spawned.is_err() {
+        ctx.log.info("Could not start a thread to close the Kafka consumer; it closes when the process exits");
+        return;
+    }
+    if tokio::time::timeout(timeout, done_rx).await.is_err() {
+        ctx.log.info(format!(
+            "The Kafka consumer did not leave its group within {}s; the group's session timeout will remove it",
+            timeout.as_secs()
+        ));
+    }
+}
+
+async fn consume(
+    config: &Config,
+    ctx: &TaskContext,
+    consumer: &Arc<StreamConsumer>,
+    writer: &Writer,
+) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let timeout = config.connect_timeout.std();
+    let mut progress: HashMap<i32, Progress> = HashMap::new();
+    let mut batch: Vec<Message> = Vec::with_capacity(config.batch_size);
+    let mut counts = Counts::default();
+    let mut last_report = Instant::now();
+    let mut recv_errors = 0u32;
+    let mut last_assignment_check = Instant::now();
+    let stop_reason = loop {
+        if ctx.cancel.is_cancelled() {
+            anyhow::bail!(
+                "sink was cancelled; {} rows were written and committed",
+                counts.rows
+            );
+        }
+        if config
+            .max_duration
+            .is_some_and(|d| started.elapsed() >= d.std())
+        {
+            break "reached max_duration";
+        }
+        if config.max_records.is_some_and(|m| counts.consumed >= m) {
+            break "reached max_records";
+        }
+        let received = tokio::select! {
+            r = tokio::time::timeout(Duration::from_millis(200), consumer.recv()) => r,
+            _ = ctx.cancel.cancelled() => continue,
+        };
+        match received {
+            Ok(Ok(m)) => {
+                recv_errors = 0;
+                let msg = Message {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    payload: m.payload().map(<[u8]>::to_vec),
+                };
+                if let Some(p) = progress.get_mut(&msg.partition) {
+                    p.next = p.next.max(msg.offset + 1);
+                }
+                counts.consumed += 1;
+                batch.push(msg);
+                if batch.len() >= config.batch_size {
+                    flush(config, ctx, consumer, writer, &mut batch, &mut counts).await?;
+                }
+            }
+            Ok(Err(e)) => {
+                recv_errors += 1;
+                ctx.log.info(format!("Kafka consumer error: {e}"));
+                if recv_errors >= 50 {
+                    anyhow::bail!("the Kafka consumer failed 50 times in a row; last error: {e}");
+                }
+            }
+            // Quiet for a moment: write what we have rather than hold it.
+            Err(_) => flush(config, ctx, consumer, writer, &mut batch, &mut counts).await?,
+        }
+
+        // Asking librdkafka for the assignment costs a lock and a list; at most every 100 ms.
+        if last_assignment_check.elapsed() >= Duration::from_millis(100) || progress.is_empty() {
+            last_assignment_check = Instant::now();
+            track_assignment(config, consumer, &mut progress, timeout).await?;
+        }
+        let caught_up = |progress: &HashMap<i32, Progress>| {
+            !progress.is_empty() && progress.values().all(|p| p.next >= p.end)
+        };
+        if caught_up(&progress) {
+            // Confirm against a fresh assignment, so a partition assigned since the last look
+            // is not missed.
+            track_assignment(config, consumer, &mut progress, timeout).await?;
+            if caught_up(&progress) {
+                break "caught up with the end offsets as of start";
+            }
+        }
+        if progress.is_empty() && started.elapsed() >= config.assignment_timeout.std() {
+            break "no partitions were assigned to this task (other consumers in the group hold them)";
+        }
+        if last_report.elapsed() >= Duration::from_secs(5) {
+            last_report = Instant::now();
+            ctx.log.info(format!(
+                "Progress: {} rows written, {} dead letters",
+                counts.rows, counts.dead
+            ));
+        }
+    };
+    flush(config, ctx, consumer, writer, &mut batch, &mut counts).await?;
+    if counts.commit_failures > 0 {
+        // One last attempt covering everything consumed, so the next run does not replay it.
+        match commit_progress(consumer, config, &progress).await {
+            Ok(()) => {}
+            Err(e) if handed_over(&e) => ctx.log.info(format!(
+                "Offsets of partitions handed to another consumer were not committed ({e}); it replays those messages as upserts"
+            )),
+            Err(e) => anyhow::bail!(
+                "the rows are written but the offsets could not be committed ({e}); a rerun replays them as upserts, without duplicates"
+            ),
+        }
+    }
+    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    ctx.log.info(format!(
+        "Stopped: {stop_reason}. Wrote {} rows in {} batches in {secs:.3}s ({:.0} rows/s); {} invalid messages kept as dead letters",
+        counts.rows,
+        counts.batches,
+        counts.rows as f64 / secs,
+        counts.dead
+    ));
+    Ok(Outcome::returning(json!({
+        "consumed": counts.consumed,
+        "rows": counts.rows,
+        "dead_letters": counts.dead,
+        "stopped": stop_reason,
+    })))
+}
+
+/// Writes the batch, then commits its offsets: never the other way round.
+async fn flush(
+    config: &Config,
+    ctx: &TaskContext,
+    consumer: &Arc<StreamConsumer>,
+    writer: &Writer,
+    batch: &mut Vec<Message>,
+    counts: &mut Counts,
+) -> anyhow::Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let (rows, dead) = record::split(batch, &config.columns);
+    for d in dead.iter().take(20) {
+        ctx.log.info(format!(
+            "Invalid message at partition {} offset {}: {}; kept as a dead letter",
+            d.message.partition, d.message.offset, d.error
+        ));
+    }
+    match writer {
+        Writer::Postgres(w) => w.write(&config.topic, &rows, &dead).await?,
+        Writer::Cassandra(w) => w.write(&rows, &dead).await?,
+    }
+    counts.rows += rows.len() as u64;
+    counts.dead += dead.len() as u64;
+    counts.batches += 1;
+
+    let mut tpl = TopicPartitionList::new();
+    for (partition, next) in record::commit_offsets(batch) {
+        tpl.add_partition_offset(&config.topic, partition, Offset::Offset(next))?;
+    }
+    batch.clear();
+    let c = consumer.clone();
+    match tokio::task::spawn_blocking(move || c.commit(&tpl, CommitMode::Sync)).await? {
+        Ok(()) => {}
+        Err(e) => {
+            // The rows are safe; the offsets will be committed with the next batch, or replayed
+            // (idempotently) by whoever owns the partition next.
+            counts.commit_failures += 1;
+            ctx.log.info(format!(
+                "Committing offsets failed ({e}); the rows are written and a replay is harmless"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A commit that failed because the group moved the partitions elsewhere: not an error of
+/// this task, the new owner resumes from the last committed offset.
+fn handed_over(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::RebalanceInProgress
+                | RDKafkaErrorCode::IllegalGeneration
+                | RDKafkaErrorCode::UnknownMemberId
+        )
+    )
+}
+
+/// Commits the next offset of every partition this task has read.
+async fn commit_progress(
+    consumer: &Arc<StreamConsumer>,
+    config: &Config,
+    progress: &HashMap<i32, Progress>,
+) -> Result<(), KafkaError> {
+    if progress.is_empty() {
+        return Ok(());
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (&p, pr) in progress {
+        tpl.add_partition_offset(&config.topic, p, Offset::Offset(pr.next))?;
+    }
+    let c = consumer.clone();
+    let mut last = KafkaError::Canceled;
+    for _ in 0..3 {
+        let tpl = tpl.clone();
+        let c = c.clone();
+        match tokio::task::spawn_blocking(move || c.commit(&tpl, CommitMode::Sync)).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => last = e,
+            Err(_) => last = KafkaError::Canceled,
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(last)
+}
+
+/// Notices newly assigned (and revoked) partitions. For a new one, records its end offset
+/// now (the "as of start" bound) and where this group left off.
+async fn track_assignment(
+    config: &Config,
+    consumer: &Arc<StreamConsumer>,
+    progress: &mut HashMap<i32, Progress>,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let assigned: Vec<i32> = consumer
+        .assignment()?
+        .elements()
+        .iter()
+        .filter(|e| e.topic() == config.topic)
+        .map(|e| e.partition())
+        .collect();
+    progress.retain(|p, _| assigned.contains(p));
+    let new: Vec<i32> = assigned
+        .into_iter()
+        .filter(|p| !progress.contains_key(p))
+        .collect();
+    if new.is_empty() {
+        return Ok(());
+    }
+    let c = consumer.clone();
+    let topic = config.topic.clone();
+    let found = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<(i32, Progress)>> {
+        let mut tpl = TopicPartitionList::new();
+        for &p in &new {
+            tpl.add_partition(&topic, p);
+        }
+        let committed = c.committed_offsets(tpl, timeout)?;
+        let mut out = Vec::new();
+        for p in new {
+            let (low, high) = c.fetch_watermarks(&topic, p, timeout)?;
+            let start = match committed.find_partition(&topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => o,
+                _ => low,
+            };
+            out.push((
+                p,
+                Progress {
+                    end: high,
+                    next: start,
+                },
+            ));
+        }
+        Ok(out)
+    })
+    .await??;
+    for (p, pr) in found {
+        progress.insert(p, pr);
+    }
+    Ok(())
+}
