@@ -1,0 +1,136 @@
+//! The web UI, the REST API (`/api/v2`, shaped like Airflow 3's public API), authentication,
+//! health and metrics, all served by one axum router.
+//!
+//! # Layout
+//! - [`auth`]: users, password hashing, sessions, CSRF, bearer tokens and basic auth.
+//! - [`api`]: the JSON API and its OpenAPI document.
+//! - [`pages`]: one page struct per page, next to its handler; templates in `web/templates`.
+//! - [`graph`]: lays out a DAG's tasks for the SVG graph (pure).
+//! - [`metrics`]: `/health`, `/metrics` and the request-latency layer.
+//! - [`assets`]: `web/static`, compiled into the binary.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::{get, post};
+use axum::Router;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+pub mod api;
+pub mod assets;
+pub mod auth;
+pub mod error;
+pub mod graph;
+pub mod metrics;
+pub mod pages;
+
+pub use auth::{create_user, ensure_admin};
+pub use error::{ApiError, WebError};
+
+/// How the web server runs. Built by the caller from its settings; nothing here reads the
+/// environment.
+#[derive(Debug, Clone)]
+pub struct WebSettings {
+    pub bind: SocketAddr,
+    /// Shown on the import errors page, so people know where files are read from.
+    pub dags_folder: PathBuf,
+    /// Mark cookies `Secure` (set when served over HTTPS).
+    pub secure_cookies: bool,
+    /// How long a browser session lasts.
+    pub session_ttl: Duration,
+    /// How long an API token from `/auth/token` lasts (Airflow's default: 24 h).
+    pub token_ttl: Duration,
+}
+
+impl WebSettings {
+    pub fn new(bind: SocketAddr, dags_folder: PathBuf) -> Self {
+        WebSettings {
+            bind,
+            dags_folder,
+            secure_cookies: false,
+            session_ttl: Duration::from_secs(12 * 3600),
+            token_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub settings: Arc<WebSettings>,
+    pub metrics: Arc<metrics::HttpMetrics>,
+    /// Ends live streams (log tails) so shutdown does not wait on open browsers.
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    pub fn new(pool: PgPool, settings: WebSettings, shutdown: CancellationToken) -> Self {
+        AppState {
+            pool,
+            settings: Arc::new(settings),
+            metrics: Arc::default(),
+            shutdown,
+        }
+    }
+}
+
+/// Every route. Public: login, `/auth/token`, health, static files and the OpenAPI document;
+/// everything else passes [`auth::require_auth`].
+pub fn router(state: AppState) -> Router {
+    let protected = Router::new()
+        .merge(pages::routes())
+        .merge(api::routes())
+        .route("/metrics", get(metrics::metrics))
+        .route("/logout", post(auth::logout))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_auth,
+        ));
+    Router::new()
+        .merge(protected)
+        .route("/login", get(auth::login_page).post(auth::login))
+        .route("/auth/token", post(auth::token))
+        .route("/health", get(metrics::health))
+        .route("/api/v2/monitor/health", get(metrics::health))
+        .route("/openapi.json", get(api::openapi::document))
+        .route("/static/{file}", get(assets::serve))
+        .fallback(error::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` is cancelled, then finishes in-flight requests.
+pub async fn serve(
+    pool: PgPool,
+    settings: WebSettings,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    serve_router(
+        router(AppState::new(pool, settings, shutdown.clone())),
+        listener,
+        shutdown,
+    )
+    .await
+}
+
+/// Serves an already built router (tests and the bench build their own `AppState`).
+pub async fn serve_router(
+    app: Router,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "web server listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .map_err(|e| anyhow::anyhow!("web server on {addr} failed: {e}"))
+}

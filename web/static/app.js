@@ -1,0 +1,66 @@
+// updraft: live parts of pages, without a framework.
+// - An element with data-refresh="<ms>" is re-fetched from the same URL and swapped in place;
+//   refreshing stops once the server sends it without data-refresh (the run finished).
+// - An element with data-stream="<url>" follows a task log over server-sent events.
+(function () {
+  "use strict";
+
+  function refresh(el) {
+    var every = parseInt(el.getAttribute("data-refresh"), 10) || 3000;
+    var id = el.id;
+    setTimeout(function tick() {
+      fetch(window.location.href, { headers: { "X-Requested-With": "fetch" }, credentials: "same-origin" })
+        .then(function (r) { if (!r.ok) throw new Error(r.status); return r.text(); })
+        .then(function (html) {
+          var doc = new DOMParser().parseFromString(html, "text/html");
+          var fresh = doc.getElementById(id);
+          var current = document.getElementById(id);
+          if (!fresh || !current) return;
+          current.replaceWith(fresh);
+          if (fresh.hasAttribute("data-refresh")) setTimeout(tick, every);
+        })
+        .catch(function () { setTimeout(tick, every * 2); });
+    }, every);
+  }
+
+  function follow(log) {
+    var url = log.getAttribute("data-stream");
+    var source = new EventSource(url);
+    var status = document.getElementById("tailing");
+    source.addEventListener("line", function (e) {
+      var l = JSON.parse(e.data);
+      var empty = document.getElementById("log-empty");
+      if (empty) empty.remove();
+      var row = document.createElement("div");
+      row.className = "line " + l.stream;
+      row.setAttribute("data-id", l.id);
+      var ts = document.createElement("span");
+      ts.className = "ts";
+      ts.textContent = l.at;
+      var text = document.createElement("span");
+      text.className = "text";
+      text.textContent = l.line;
+      row.appendChild(ts);
+      row.appendChild(text);
+      var atBottom = window.innerHeight + window.scrollY >= document.body.offsetHeight - 40;
+      log.appendChild(row);
+      if (atBottom) window.scrollTo(0, document.body.scrollHeight);
+    });
+    source.addEventListener("end", function (e) {
+      source.close();
+      var badge = document.querySelector("#ti-state .state");
+      if (badge && /^[a-z_]+$/.test(e.data)) {
+        badge.className = "state state-" + e.data;
+        badge.textContent = e.data;
+      }
+      log.removeAttribute("data-stream");
+      log.setAttribute("data-ended", "true");
+      if (status) status.textContent = "The task has ended.";
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("[data-refresh]").forEach(refresh);
+    document.querySelectorAll("[data-stream]").forEach(follow);
+  });
+})();
