@@ -1,0 +1,170 @@
+//! The pipeline bench: 50,000 users from a local randomuser.me stand-in (5,000 per response)
+//! through fetch → publish (the embedded mock Kafka) → sink (Postgres), calling the operators'
+//! run functions directly, as a worker would. Prints records per second for each stage and end
+//! to end. Local stand-ins keep the figures about updraft, not the network: the stub answers
+//! from memory and the mock broker keeps messages in memory.
+//!
+//! The sink writes into a schema of its own (`bench_<random>`), dropped at the end, so the
+//! bench can point at any database without touching its tables.
+
+use std::time::Instant;
+
+use serde_json::{json, Value};
+use sqlx::Connection;
+
+use crate::kafka::EmbeddedKafka;
+use crate::operators::fetch::stub::RandomUserStub;
+use crate::operators::{fetch, publish, sink, OperatorEnv, Outcome, TaskContext};
+
+/// How many users the bench moves.
+pub const USERS: u32 = 50_000;
+
+/// DESIGN.md §6's record, as `dags/user_automation.yaml` declares it.
+pub fn design_fields() -> Value {
+    json!({
+        "id": "$uuid",
+        "first_name": "name.first",
+        "last_name": "name.last",
+        "gender": "gender",
+        "address": "{location.street.number} {location.street.name}, {location.city}, {location.state}, {location.country}",
+        "post_code": "location.postcode",
+        "email": "email",
+        "username": "login.username",
+        "dob": "dob.date",
+        "registered_date": "registered.date",
+        "phone": "phone",
+        "picture": "picture.medium"
+    })
+}
+
+/// One stage's figure.
+#[derive(Clone, Debug)]
+pub struct Stage {
+    pub name: &'static str,
+    pub records: u64,
+    pub seconds: f64,
+}
+
+impl Stage {
+    pub fn per_second(&self) -> f64 {
+        self.records as f64 / self.seconds.max(1e-9)
+    }
+}
+
+/// Runs the bench and prints the figures.
+pub async fn run(database_url: &str) -> anyhow::Result<()> {
+    let stages = measure(database_url, USERS).await?;
+    println!(
+        "pipeline bench: {USERS} users, stub → fetch → publish (mock Kafka) → sink (Postgres)"
+    );
+    for s in &stages {
+        println!(
+            "  {:<11} {:>7} records in {:>7.3}s = {:>9.0} records/s",
+            s.name,
+            s.records,
+            s.seconds,
+            s.per_second()
+        );
+    }
+    Ok(())
+}
+
+/// Moves `users` users and returns the figures: fetch, publish, sink, end to end.
+pub async fn measure(database_url: &str, users: u32) -> anyhow::Result<Vec<Stage>> {
+    let sample: Value =
+        serde_json::from_str(include_str!("../tests/fixtures/randomuser_sample.json"))?;
+    let stub = RandomUserStub::start(&sample).await?;
+    let kafka = EmbeddedKafka::start(6)?;
+    let env = OperatorEnv {
+        datasource_url: Some(stub.url()),
+        kafka_bootstrap_servers: Some(kafka.bootstrap_servers()),
+        sink_postgres_url: Some(database_url.to_string()),
+        ..Default::default()
+    };
+    let (ctx, mut log) = TaskContext::for_test(env);
+    let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
+
+    let start = Instant::now();
+    let fetch_config: fetch::Config = serde_json::from_value(json!({
+        "results": users, "page_size": 5000, "concurrency": 4, "fields": design_fields()
+    }))?;
+    let records = return_value(fetch::run(fetch_config, &ctx).await?)?;
+    let fetched = start.elapsed().as_secs_f64();
+    let n = records.as_array().map(Vec::len).unwrap_or(0) as u64;
+    if n != u64::from(users) {
+        anyhow::bail!("fetch returned {n} records, expected {users}");
+    }
+
+    let t = Instant::now();
+    let publish_config: publish::Config = serde_json::from_value(
+        json!({"records": records, "topic": "users_created", "key_field": "id"}),
+    )?;
+    let published = return_value(publish::run(publish_config, &ctx).await?)?;
+    let publish_secs = t.elapsed().as_secs_f64();
+    if published["published"] != json!(users) {
+        anyhow::bail!(
+            "publish acknowledged {}, expected {users}",
+            published["published"]
+        );
+    }
+
+    let t = Instant::now();
+    let sink_config: sink::Config = serde_json::from_value(json!({
+        "topic": "users_created", "group_id": schema, "keyspace": schema, "batch_size": 5000
+    }))?;
+    let sunk = sink::run(sink_config, &ctx).await;
+    let sink_secs = t.elapsed().as_secs_f64();
+    let total = start.elapsed().as_secs_f64();
+
+    // Count what landed, then drop the bench's schema whatever happened.
+    let mut conn = sqlx::PgConnection::connect(database_url).await?;
+    let rows: Result<i64, sqlx::Error> =
+        sqlx::query_scalar(&format!("SELECT count(*) FROM \"{schema}\".created_users"))
+            .fetch_one(&mut conn)
+            .await;
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+        .execute(&mut conn)
+        .await?;
+    let sunk = return_value(sunk?)?;
+    if rows? != i64::from(users) || sunk["rows"] != json!(users) {
+        anyhow::bail!("the sink wrote {} rows, expected {users}", sunk["rows"]);
+    }
+
+    // The operators' own figures (they exclude client start-up: connecting, joining the group).
+    while let Ok(line) = log.try_recv() {
+        if line.text.contains("/s") {
+            println!("  log: {}", line.text);
+        }
+    }
+    let all = u64::from(users);
+    Ok(vec![
+        Stage {
+            name: "fetch",
+            records: all,
+            seconds: fetched,
+        },
+        Stage {
+            name: "publish",
+            records: all,
+            seconds: publish_secs,
+        },
+        Stage {
+            name: "sink",
+            records: all,
+            seconds: sink_secs,
+        },
+        Stage {
+            name: "end-to-end",
+            records: all,
+            seconds: total,
+        },
+    ])
+}
+
+fn return_value(out: Outcome) -> anyhow::Result<Value> {
+    out.xcom
+        .into_iter()
+        .find(|(k, _)| k == "return_value")
+        .map(|(_, v)| v)
+        .ok_or_else(|| anyhow::anyhow!("the operator returned no value"))
+}
