@@ -1,0 +1,20 @@
+//! One integration test binary against real components: a real Postgres (a fresh database per
+//! test), real HTTP servers on port 0, librdkafka's mock cluster on loopback ports.
+
+mod api;
+mod api_client;
+mod browser;
+mod browser_standalone;
+mod cli;
+mod compose;
+mod crash;
+mod dag_files;
+mod engine;
+mod folder;
+mod helpers;
+mod pipeline;
+mod pipeline_e2e;
+mod standalone;
+mod web;
+mod web_detail;
+mod web_support;
