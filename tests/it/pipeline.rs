@@ -389,7 +389,7 @@ async fn two_sink_tasks_in_one_group_share_the_partitions() {
     let kafka = Arc::new(EmbeddedKafka::start(4).unwrap());
     let ids = publish(&kafka, "users_created", 4_000).await;
     let env = sink_env(&kafka, &db.url);
-    let with = json!({"group_id": "shared", "batch_size": 200, "assignment_timeout": 5, "properties": {"session.timeout.ms": "2000"}});
+    let with = json!({"group_id": "shared", "batch_size": 200, "properties": {"session.timeout.ms": "2000"}});
     let (a, _la) = TaskContext::for_test(env.clone());
     let (b, _lb) = TaskContext::for_test(env);
     let (ra, rb) = tokio::join!(
@@ -400,6 +400,136 @@ async fn two_sink_tasks_in_one_group_share_the_partitions() {
     let consumed =
         ra.xcom[0].1["consumed"].as_u64().unwrap() + rb.xcom[0].1["consumed"].as_u64().unwrap();
     assert!(consumed >= 4_000, "{consumed}");
+    assert_table_holds_exactly(&db.pool, &ids).await;
+}
+
+/// Another member of the group (a consumer that never commits, like a stuck sink of another
+/// run) holding partitions, on its own thread until `release` is set.
+struct Holder {
+    release: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Holder {
+    /// Joins `group` and returns once it holds every partition of `topic`.
+    fn start(kafka: &EmbeddedKafka, topic: &str, group: &str, partitions: usize) -> Holder {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", kafka.bootstrap_servers())
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("session.timeout.ms", "2000")
+            .set("heartbeat.interval.ms", "500")
+            .set("log_level", "3")
+            .create()
+            .unwrap();
+        consumer.subscribe(&[topic]).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while consumer.assignment().unwrap().count() < partitions {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the holder never got its partitions"
+            );
+            let _ = consumer.poll(Duration::from_millis(100));
+        }
+        let release = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = release.clone();
+        let thread = std::thread::spawn(move || {
+            // Polling keeps the membership (and takes part in rebalances); nothing is committed.
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                let _ = consumer.poll(Duration::from_millis(100));
+            }
+            drop(consumer);
+        });
+        Holder {
+            release,
+            thread: Some(thread),
+        }
+    }
+
+    /// Leaves the group, handing its partitions to the others.
+    fn release(&mut self) {
+        self.release
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// A run's sink succeeds only when the whole topic, as of its start, is in the table: a
+/// partition another member holds is waited for (and taken over when that member leaves), and
+/// a member that makes no progress fails the try with the partitions' numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_waits_for_partitions_other_members_hold_and_fails_if_they_stall() {
+    let db = fresh_db().await;
+    let kafka = EmbeddedKafka::start(3).unwrap();
+    let ids = publish(&kafka, "users_created", 300).await;
+    let env = sink_env(&kafka, &db.url);
+    let kafka_ref = &kafka;
+    let mut holder =
+        tokio::task::block_in_place(|| Holder::start(kafka_ref, "users_created", "shared", 3));
+
+    // The holder never commits: after its own partitions, the sink waits, then gives up.
+    let with = json!({"group_id": "shared", "batch_size": 50, "stall_timeout": 5,
+        "properties": {"session.timeout.ms": "2000"}});
+    let (ctx, _log) = TaskContext::for_test(env.clone());
+    let err = operators::run(OperatorName::Sink, with, &ctx)
+        .await
+        .expect_err("the group made no progress on the held partitions")
+        .to_string();
+    assert!(
+        err.contains("are held by other members of consumer group `shared`")
+            && err.contains("stall_timeout"),
+        "{err}"
+    );
+    let written = ids_in_table(&db.pool).await.len();
+    assert!(
+        (1..300).contains(&written),
+        "the sink wrote its own partitions only: {written}"
+    );
+
+    // A fresh group (so no partition is settled by the first sink's commits) with a holder
+    // that leaves while the sink waits: the sink takes its partitions over.
+    tokio::task::block_in_place(|| holder.release());
+    let mut holder =
+        tokio::task::block_in_place(|| Holder::start(kafka_ref, "users_created", "shared2", 3));
+    let with = json!({"group_id": "shared2", "batch_size": 50,
+        "properties": {"session.timeout.ms": "2000"}});
+    let (ctx, mut log) = TaskContext::for_test(env);
+    let sink = tokio::spawn(async move { operators::run(OperatorName::Sink, with, &ctx).await });
+    let mut seen = Vec::new();
+    let waiting = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = log.recv().await {
+            if line.text.contains("waiting for other members of the group") {
+                return Some(line.text);
+            }
+            seen.push(line.text);
+        }
+        None
+    })
+    .await
+    .expect("the sink says it waits for the held partitions");
+    let Some(waiting) = waiting else {
+        panic!(
+            "the sink ended without waiting for the group: {:?}\n{}",
+            sink.await.unwrap().map(|o| o.xcom),
+            seen.join("\n")
+        );
+    };
+    assert!(waiting.contains("partitions "), "{waiting}");
+    tokio::task::block_in_place(|| holder.release());
+    let out = sink.await.unwrap().unwrap();
+    assert_eq!(
+        out.xcom[0].1["stopped"],
+        "caught up with the end offsets as of start"
+    );
     assert_table_holds_exactly(&db.pool, &ids).await;
 }
 

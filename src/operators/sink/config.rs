@@ -56,10 +56,12 @@ pub struct Config {
     /// Stop after this long even if not caught up.
     #[serde(default)]
     pub max_duration: Option<Duration>,
-    /// Stop (successfully, having written nothing) when the group gives this task no
-    /// partition for this long, e.g. when other sink tasks hold them all.
+    /// The task succeeds once every partition of the topic is read up to where it ended when
+    /// the task started, by this task or by other members of its group (their committed
+    /// offsets). Fail when this task is done with its own partitions but the group has made
+    /// no progress on the others for this long, e.g. a stuck sink holding them.
     #[serde(default = "thirty_seconds")]
-    pub assignment_timeout: Duration,
+    pub stall_timeout: Duration,
     /// Timeout for connecting to the brokers and the target, and for metadata calls.
     #[serde(default = "ten_seconds")]
     pub connect_timeout: Duration,

@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,10 +21,18 @@ enum Writer {
     Cassandra(Box<CqlWriter>),
 }
 
+/// A partition's offsets when the task started: the run's records lie below `end`.
+#[derive(Clone, Copy, Debug)]
+struct Bound {
+    low: i64,
+    end: i64,
+}
+
 /// How far one assigned partition has to go.
 #[derive(Clone, Copy, Debug)]
 struct Progress {
-    /// The partition's end offset when this task first saw it assigned.
+    /// The partition's end offset when the task started (or, for a partition created since,
+    /// when this task first saw it assigned).
     end: i64,
     /// The next offset this task will read (committed offset, or the start, at first).
     next: i64,
@@ -151,9 +159,28 @@ pub async fn run(config: Config, ctx: &TaskContext) -> anyhow::Result<Outcome> {
         }
     };
 
+    // Where every partition ends now: the task is done when the group has read this far.
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == config.topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    let (c, topic) = (consumer.clone(), config.topic.clone());
+    let bounds = tokio::task::spawn_blocking(move || -> anyhow::Result<HashMap<i32, Bound>> {
+        let mut bounds = HashMap::new();
+        for p in partitions {
+            let (low, end) = c.fetch_watermarks(&topic, p, timeout)?;
+            bounds.insert(p, Bound { low, end });
+        }
+        Ok(bounds)
+    })
+    .await?
+    .map_err(|e| anyhow::anyhow!("could not read the end offsets of `{}`: {e}", config.topic))?;
+
     consumer.subscribe(&[config.topic.as_str()])?;
 
-    let result = consume(&config, ctx, &consumer, &writer).await;
+    let result = consume(&config, ctx, &consumer, &writer, bounds).await;
     close(consumer, ctx, timeout).await;
     result
 }
@@ -182,14 +209,39 @@ async fn close(consumer: Arc<StreamConsumer>, ctx: &TaskContext, timeout: Durati
     }
 }
 
+/// What the rest of the group has done with the partitions this task does not hold.
+struct Group {
+    /// Partitions the group has committed up to their bound: read and written, by anyone.
+    settled: HashSet<i32>,
+    /// The group's committed offsets when last asked, to notice progress.
+    seen: HashMap<i32, i64>,
+    last_asked: Instant,
+    last_moved: Instant,
+    /// Whether the log already says this task is waiting for the group.
+    told: bool,
+}
+
 async fn consume(
     config: &Config,
     ctx: &TaskContext,
     consumer: &Arc<StreamConsumer>,
     writer: &Writer,
+    bounds: HashMap<i32, Bound>,
 ) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let timeout = config.connect_timeout.std();
+    let mut group = Group {
+        // An empty partition (or one whose records have all expired) has nothing to read.
+        settled: bounds
+            .iter()
+            .filter(|(_, b)| b.end <= b.low)
+            .map(|(&p, _)| p)
+            .collect(),
+        seen: HashMap::new(),
+        last_asked: started,
+        last_moved: started,
+        told: false,
+    };
     let mut progress: HashMap<i32, Progress> = HashMap::new();
     let mut batch: Vec<Message> = Vec::with_capacity(config.batch_size);
     let mut counts = Counts::default();
@@ -207,6 +259,13 @@ async fn consume(
             .max_duration
             .is_some_and(|d| started.elapsed() >= d.std())
         {
+            let behind = pending(&bounds, &progress, &group.settled);
+            if !behind.is_empty() {
+                ctx.log.info(format!(
+                    "Partitions {} may not be read to the end yet (other members of the group hold them)",
+                    list(&behind)
+                ));
+            }
             break "reached max_duration";
         }
         if config.max_records.is_some_and(|m| counts.consumed >= m) {
@@ -229,6 +288,8 @@ async fn consume(
                     p.next = p.next.max(msg.offset + 1);
                 }
                 counts.consumed += 1;
+                // This task's own progress counts as the group's.
+                group.last_moved = Instant::now();
                 batch.push(msg);
                 if batch.len() >= config.batch_size {
                     flush(config, ctx, consumer, writer, &mut batch, &mut counts).await?;
@@ -248,21 +309,44 @@ async fn consume(
         // Asking librdkafka for the assignment costs a lock and a list; at most every 100 ms.
         if last_assignment_check.elapsed() >= Duration::from_millis(100) || progress.is_empty() {
             last_assignment_check = Instant::now();
-            track_assignment(config, consumer, &mut progress, timeout).await?;
+            track_assignment(config, consumer, &bounds, &mut progress, timeout).await?;
         }
-        let caught_up = |progress: &HashMap<i32, Progress>| {
-            !progress.is_empty() && progress.values().all(|p| p.next >= p.end)
-        };
-        if caught_up(&progress) {
-            // Confirm against a fresh assignment, so a partition assigned since the last look
-            // is not missed.
-            track_assignment(config, consumer, &mut progress, timeout).await?;
-            if caught_up(&progress) {
-                break "caught up with the end offsets as of start";
+        if progress.values().all(|p| p.next >= p.end) {
+            // This task's partitions are done; the others are held by other members of the
+            // group (or are between owners in a rebalance). Their committed offsets say how
+            // far the group has got; asked at most every 250 ms.
+            let pending = pending(&bounds, &progress, &group.settled);
+            if pending.is_empty() {
+                // Confirm against a fresh assignment and flush, so nothing read is held back.
+                track_assignment(config, consumer, &bounds, &mut progress, timeout).await?;
+                if progress.values().all(|p| p.next >= p.end) {
+                    break if progress.len() == bounds.len() {
+                        "caught up with the end offsets as of start"
+                    } else {
+                        "caught up with the end offsets as of start, with other members of the group"
+                    };
+                }
+            } else if group.last_asked.elapsed() >= Duration::from_millis(250) {
+                if !progress.is_empty() && !group.told {
+                    group.told = true;
+                    ctx.log.info(format!(
+                        "Read this task's partitions to the end; waiting for other members of the group to read partitions {}",
+                        list(&pending)
+                    ));
+                }
+                flush(config, ctx, consumer, writer, &mut batch, &mut counts).await?;
+                ask_group(config, consumer, &bounds, &pending, &mut group, timeout).await?;
+                if group.last_moved.elapsed() >= config.stall_timeout.std() {
+                    anyhow::bail!(
+                        "partitions {} of `{}` are held by other members of consumer group `{}`, which made no progress on them for {}; {} rows from this task's partitions are written and committed. Stop the stuck consumer (a retry resumes from the committed offsets), or raise `stall_timeout`",
+                        list(&pending),
+                        config.topic,
+                        config.group_id(&ctx.dag_id, &ctx.task_id),
+                        config.stall_timeout,
+                        counts.rows
+                    );
+                }
             }
-        }
-        if progress.is_empty() && started.elapsed() >= config.assignment_timeout.std() {
-            break "no partitions were assigned to this task (other consumers in the group hold them)";
         }
         if last_report.elapsed() >= Duration::from_secs(5) {
             last_report = Instant::now();
@@ -389,11 +473,74 @@ async fn commit_progress(
     Err(last)
 }
 
-/// Notices newly assigned (and revoked) partitions. For a new one, records its end offset
-/// now (the "as of start" bound) and where this group left off.
+fn list(partitions: &[i32]) -> String {
+    partitions
+        .iter()
+        .map(i32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Partitions neither held by this task nor known to be read by the group up to their bound.
+fn pending(
+    bounds: &HashMap<i32, Bound>,
+    progress: &HashMap<i32, Progress>,
+    settled: &HashSet<i32>,
+) -> Vec<i32> {
+    let mut pending: Vec<i32> = bounds
+        .keys()
+        .filter(|p| !progress.contains_key(p) && !settled.contains(p))
+        .copied()
+        .collect();
+    pending.sort_unstable();
+    pending
+}
+
+/// Reads the group's committed offsets of `pending` partitions: settles those committed up to
+/// their bound, and notes whether anything moved since the last look.
+async fn ask_group(
+    config: &Config,
+    consumer: &Arc<StreamConsumer>,
+    bounds: &HashMap<i32, Bound>,
+    pending: &[i32],
+    group: &mut Group,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    group.last_asked = Instant::now();
+    let mut tpl = TopicPartitionList::new();
+    for &p in pending {
+        tpl.add_partition(&config.topic, p);
+    }
+    let c = consumer.clone();
+    let committed = tokio::task::spawn_blocking(move || c.committed_offsets(tpl, timeout)).await?;
+    let committed = match committed {
+        Ok(c) => c,
+        // Asked again in 250 ms; meanwhile nothing counts as progress.
+        Err(_) => return Ok(()),
+    };
+    for &p in pending {
+        let Some(Offset::Offset(offset)) = committed
+            .find_partition(&config.topic, p)
+            .map(|e| e.offset())
+        else {
+            continue;
+        };
+        if group.seen.insert(p, offset) != Some(offset) {
+            group.last_moved = Instant::now();
+        }
+        if offset >= bounds[&p].end {
+            group.settled.insert(p);
+        }
+    }
+    Ok(())
+}
+
+/// Notices newly assigned (and revoked) partitions. For a new one, records its bound (the end
+/// offset as of start) and where this group left off.
 async fn track_assignment(
     config: &Config,
     consumer: &Arc<StreamConsumer>,
+    bounds: &HashMap<i32, Bound>,
     progress: &mut HashMap<i32, Progress>,
     timeout: Duration,
 ) -> anyhow::Result<()> {
@@ -414,6 +561,7 @@ async fn track_assignment(
     }
     let c = consumer.clone();
     let topic = config.topic.clone();
+    let bounds = bounds.clone();
     let found = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<(i32, Progress)>> {
         let mut tpl = TopicPartitionList::new();
         for &p in &new {
@@ -422,16 +570,23 @@ async fn track_assignment(
         let committed = c.committed_offsets(tpl, timeout)?;
         let mut out = Vec::new();
         for p in new {
-            let (low, high) = c.fetch_watermarks(&topic, p, timeout)?;
-            let start = match committed.find_partition(&topic, p).map(|e| e.offset()) {
+            let bound = match bounds.get(&p) {
+                Some(&b) => b,
+                // Created since the task started: its end now is the bound.
+                None => {
+                    let (low, end) = c.fetch_watermarks(&topic, p, timeout)?;
+                    Bound { low, end }
+                }
+            };
+            let next = match committed.find_partition(&topic, p).map(|e| e.offset()) {
                 Some(Offset::Offset(o)) => o,
-                _ => low,
+                _ => bound.low,
             };
             out.push((
                 p,
                 Progress {
-                    end: high,
-                    next: start,
+                    end: bound.end,
+                    next,
                 },
             ));
         }
