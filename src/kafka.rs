@@ -155,6 +155,9 @@ impl EmbeddedKafka {
         // SAFETY: the cluster is live.
         unsafe { rdsys::rd_kafka_mock_group_initial_rebalance_delay_ms(kafka.cluster.as_ptr(), 0) };
         kafka.create_topic("users_created", partitions)?;
+        LIVE.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(kafka.bootstrap.clone(), Live(kafka.cluster));
         Ok(kafka)
     }
 
@@ -165,23 +168,7 @@ impl EmbeddedKafka {
 
     /// Creates a topic (the mock cluster has no CreateTopics API). Existing topics are kept.
     pub fn create_topic(&self, topic: &str, partitions: i32) -> anyhow::Result<()> {
-        let name = CString::new(topic)?;
-        // SAFETY: the cluster is live; librdkafka copies the name.
-        let err = unsafe {
-            rdsys::rd_kafka_mock_topic_create(
-                self.cluster.as_ptr(),
-                name.as_ptr(),
-                partitions.max(1),
-                1,
-            )
-        };
-        match err {
-            rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
-            | rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS => Ok(()),
-            other => {
-                anyhow::bail!("could not create topic `{topic}` on the embedded Kafka: {other:?}")
-            }
-        }
+        create_mock_topic(self.cluster, topic, partitions)
     }
 
     /// Takes a broker down (its connections are closed and refused), for failure tests.
@@ -222,8 +209,51 @@ impl EmbeddedKafka {
 
 impl Drop for EmbeddedKafka {
     fn drop(&mut self) {
+        // Out of the registry first: a lookup holds its lock while it uses the cluster.
+        let mut live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+        live.remove(&self.bootstrap);
         // SAFETY: created in `start_with_brokers`, destroyed exactly once, before `_owner`.
         unsafe { rdsys::rd_kafka_mock_cluster_destroy(self.cluster.as_ptr()) };
+    }
+}
+
+/// A live cluster's pointer, in the registry.
+struct Live(NonNull<rdsys::rd_kafka_mock_cluster_t>);
+
+// SAFETY: see `EmbeddedKafka`; an entry is removed (under the lock) before its cluster is
+// destroyed, and only used under the lock.
+unsafe impl Send for Live {}
+
+/// The embedded clusters of this process, by bootstrap string.
+static LIVE: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, Live>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Creates `topic` if `servers` is an embedded cluster of this process, which has no
+/// CreateTopics API (a client's request would wait out its timeout). `None`: not embedded.
+pub fn create_embedded_topic(
+    servers: &str,
+    topic: &str,
+    partitions: i32,
+) -> Option<anyhow::Result<()>> {
+    let live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+    let cluster = live.get(servers)?;
+    Some(create_mock_topic(cluster.0, topic, partitions))
+}
+
+fn create_mock_topic(
+    cluster: NonNull<rdsys::rd_kafka_mock_cluster_t>,
+    topic: &str,
+    partitions: i32,
+) -> anyhow::Result<()> {
+    let name = CString::new(topic)?;
+    // SAFETY: the caller guarantees the cluster is live; librdkafka copies the name.
+    let err = unsafe {
+        rdsys::rd_kafka_mock_topic_create(cluster.as_ptr(), name.as_ptr(), partitions.max(1), 1)
+    };
+    match err {
+        rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+        | rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS => Ok(()),
+        other => anyhow::bail!("could not create topic `{topic}` on the embedded Kafka: {other:?}"),
     }
 }
 

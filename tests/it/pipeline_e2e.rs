@@ -16,13 +16,15 @@ use crate::pipeline::{env_for, expected_row, fixture, COLUMNS};
 #[tokio::test]
 async fn bench_path_moves_every_record() {
     let db = fresh_db().await;
-    let stages = updraft::bench_pipeline::measure(&db.url, 12_000)
+    let figures = updraft::bench_pipeline::measure(&db.url, 12_000)
         .await
         .unwrap();
-    assert_eq!(stages.len(), 4);
-    assert!(stages
+    assert_eq!(figures.stages.len(), 4);
+    assert!(figures
+        .stages
         .iter()
         .all(|s| s.records == 12_000 && s.seconds > 0.0));
+    assert!(!figures.cold_start.is_zero());
 }
 
 /// The whole job through the real engine (scheduler + worker in this process): the shipped

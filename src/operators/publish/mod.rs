@@ -6,10 +6,13 @@
 //! delivery report, so "success" means the records are in Kafka. A broker that cannot be
 //! reached fails the try after `connect_timeout` (a message that cannot be delivered, after
 //! `delivery_timeout`) with a message naming the brokers, and the task's retry policy takes
-//! over. Topics are created when missing; brokers without CreateTopics (the embedded mock
-//! cluster) fall back to auto-creation.
+//! over. Topics are created when missing (on the embedded mock cluster, which has no
+//! CreateTopics, through its own API); brokers that refuse fall back to auto-creation.
+//! Producers are kept between clean tries (`producers`), so their connection and producer id
+//! are paid once per process.
 
 mod config;
+mod producers;
 mod run;
 #[cfg(test)]
 mod tests;

@@ -9,7 +9,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 
-use super::Config;
+use super::{producers, Config};
 use crate::operators::context::mask_uri;
 use crate::operators::{Outcome, TaskContext};
 
@@ -56,18 +56,23 @@ pub async fn run(config: Config, ctx: &TaskContext) -> anyhow::Result<Outcome> {
             ("queue.buffering.max.messages", "1000000"),
         ],
     );
-    let producer: FutureProducer = client_config
-        .create()
+    let pooled = producers::take(&client_config)
         .map_err(|e| anyhow::anyhow!("could not create a Kafka producer for {shown}: {e}"))?;
+    let producer = pooled.producer();
 
-    let partitions = ensure_topic(&producer, &client_config, &config, &shown, ctx).await?;
+    let partitions = ensure_topic(producer, &client_config, &config, &shown, ctx).await?;
     ctx.log.info(format!(
-        "Publishing {} records to topic `{}` ({} partitions) at {shown}",
+        "Publishing {} records to topic `{}` ({} partitions) at {shown}{}",
         config.records.len(),
         config.topic,
         partitions
             .map(|p| p.to_string())
-            .unwrap_or_else(|| "auto-created".into())
+            .unwrap_or_else(|| "auto-created".into()),
+        if pooled.reused {
+            ", with this process's connected producer"
+        } else {
+            ""
+        }
     ));
 
     let started = Instant::now();
@@ -148,6 +153,7 @@ pub async fn run(config: Config, ctx: &TaskContext) -> anyhow::Result<Outcome> {
         config.topic,
         acked as f64 / secs
     ));
+    pooled.keep();
     Ok(Outcome::returning(
         json!({"topic": config.topic, "published": acked}),
     ))
@@ -185,6 +191,19 @@ async fn ensure_topic(
         .find(|t| t.name() == config.topic && t.error().is_none())
     {
         return Ok(Some(t.partitions().len()));
+    }
+    let servers = client_config.get("bootstrap.servers").unwrap_or_default();
+    let embedded = config
+        .create_topic
+        .then(|| crate::kafka::create_embedded_topic(servers, &config.topic, config.partitions))
+        .flatten();
+    if let Some(created) = embedded {
+        created?;
+        ctx.log.info(format!(
+            "Created topic `{}` with {} partitions on the embedded broker",
+            config.topic, config.partitions
+        ));
+        return Ok(Some(config.partitions as usize));
     }
     if !config.create_topic {
         ctx.log.info(format!(

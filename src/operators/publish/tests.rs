@@ -68,21 +68,41 @@ async fn publishes_every_record_and_reads_back_the_same() {
 }
 
 #[tokio::test]
-async fn auto_creates_a_missing_topic_on_the_mock_broker() {
+async fn creates_a_missing_topic_on_the_embedded_broker_with_its_partitions() {
     let kafka = EmbeddedKafka::start(1).unwrap();
     let (ctx, mut log) = TaskContext::for_test(env(&kafka));
-    run(config(records(10), json!({"topic": "fresh_topic"})), &ctx)
-        .await
-        .unwrap();
+    // The mock cluster has no CreateTopics: asking it would wait out `connect_timeout`.
+    let with =
+        json!({"topic": "fresh_topic", "partitions": 2, "key_field": "id", "connect_timeout": 30});
+    let started = Instant::now();
+    run(config(records(40), with), &ctx).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(30));
     drop(ctx);
     let mut lines = Vec::new();
     while let Some(l) = log.recv().await {
         lines.push(l.text);
     }
     assert!(
-        lines.iter().any(|l| l.contains("Published 10 records")),
+        lines
+            .iter()
+            .any(|l| l
+                .contains("Created topic `fresh_topic` with 2 partitions on the embedded broker")),
         "{lines:?}"
     );
+    assert!(
+        lines.iter().any(|l| l.contains("Published 40 records")),
+        "{lines:?}"
+    );
+    let servers = kafka.bootstrap_servers();
+    let got = tokio::task::spawn_blocking(move || {
+        read_topic(&servers, "fresh_topic", Duration::from_secs(10))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let partitions: std::collections::BTreeSet<i32> = got.iter().map(|(p, _, _)| *p).collect();
+    assert_eq!(got.len(), 40);
+    assert_eq!(partitions, [0, 1].into());
 }
 
 #[tokio::test]
@@ -205,4 +225,34 @@ async fn missing_brokers_configuration_is_a_clear_error() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("KAFKA_BOOTSTRAP_SERVERS"), "{err}");
+}
+
+/// The producer's connection and producer id outlive a try that succeeded, not one that failed.
+#[tokio::test]
+async fn a_producer_serves_the_next_try_only_after_a_clean_publish() {
+    let kafka = EmbeddedKafka::start(1).unwrap();
+    let (ctx, mut log) = TaskContext::for_test(env(&kafka));
+    let with = json!({"delivery_timeout": 2, "topic": "reuse"});
+    let mut publish = async |expect_ok: bool| -> bool {
+        let result = run(config(records(20), with.clone()), &ctx).await;
+        assert_eq!(result.is_ok(), expect_ok, "{:?}", result.err());
+        let mut reused = false;
+        while let Ok(line) = log.try_recv() {
+            reused |= line.text.contains("with this process's connected producer");
+        }
+        reused
+    };
+    assert!(!publish(true).await, "the first try creates a producer");
+    assert!(publish(true).await, "the next try reuses it");
+    let errors = vec![RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 200];
+    kafka.push_request_errors(RDKafkaApiKey::Produce, &errors);
+    assert!(
+        publish(false).await,
+        "a failing try used the cached producer"
+    );
+    kafka.clear_request_errors(RDKafkaApiKey::Produce);
+    assert!(
+        !publish(true).await,
+        "after a failed try the producer is not reused"
+    );
 }
