@@ -228,6 +228,13 @@ unsafe impl Send for Live {}
 static LIVE: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, Live>>> =
     std::sync::LazyLock::new(Default::default);
 
+/// Whether `servers` is an embedded cluster of this process.
+pub fn is_embedded(servers: &str) -> bool {
+    LIVE.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains_key(servers)
+}
+
 /// Creates `topic` if `servers` is an embedded cluster of this process, which has no
 /// CreateTopics API (a client's request would wait out its timeout). `None`: not embedded.
 pub fn create_embedded_topic(
@@ -301,9 +308,18 @@ pub fn read_topic(
     consumer.assign(&tpl)?;
     let deadline = std::time::Instant::now() + timeout;
     let mut out = Vec::new();
+    let mut last_error = None;
     while remaining > 0 && std::time::Instant::now() < deadline {
         if let Some(msg) = consumer.poll(std::time::Duration::from_millis(100)) {
-            let msg = msg?;
+            // Errors here are librdkafka's transient reports (e.g. "all brokers down" while
+            // it swaps the bootstrap connection for the broker's own): it retries by itself.
+            let msg = match msg {
+                Ok(msg) => msg,
+                Err(e) => {
+                    last_error = Some(e);
+                    continue;
+                }
+            };
             out.push((
                 msg.partition(),
                 msg.key().map(<[u8]>::to_vec),
@@ -314,8 +330,11 @@ pub fn read_topic(
     }
     if remaining > 0 {
         anyhow::bail!(
-            "read {} messages of topic `{topic}` but {remaining} more did not arrive in time",
-            out.len()
+            "read {} messages of topic `{topic}` but {remaining} more did not arrive in time{}",
+            out.len(),
+            last_error
+                .map(|e| format!(" (last error: {e})"))
+                .unwrap_or_default()
         );
     }
     Ok(out)
