@@ -84,16 +84,24 @@ pub async fn run(config: Config, ctx: &TaskContext) -> anyhow::Result<Outcome> {
         )
         .set("log_level", "3");
     // Defaults a DAG may override. A short session timeout is safe (librdkafka heartbeats
-    // from a background thread, so slow batches do not expire it) and lets the next run of
-    // this group rejoin quickly; the embedded broker in particular holds a departed group in
-    // rebalance for about that long.
+    // from a background thread, so slow batches do not expire it) and lets a group recover
+    // quickly from a sink that died. The embedded broker, unlike a real one, keeps a group
+    // whose last member left in rebalance for the session timeout less one second, so with
+    // 6 s every run's sink waited 5 s to join; against it the session timeout is 1.2 s (the
+    // broker and the heartbeats live in this process; real brokers refuse less than 6 s by
+    // default).
+    let (session, heartbeat) = if crate::kafka::is_embedded(&servers) {
+        ("1200", "100")
+    } else {
+        ("6000", "1000")
+    };
     crate::kafka::set_defaults(
         &mut cc,
         &config.properties,
         &[
             ("auto.offset.reset", "earliest"),
-            ("session.timeout.ms", "6000"),
-            ("heartbeat.interval.ms", "1000"),
+            ("session.timeout.ms", session),
+            ("heartbeat.interval.ms", heartbeat),
         ],
     );
     let consumer: Arc<StreamConsumer> = Arc::new(
@@ -243,6 +251,8 @@ async fn consume(
         told: false,
     };
     let mut progress: HashMap<i32, Progress> = HashMap::new();
+    // Per partition, the offset after the last message this task received.
+    let mut read: HashMap<i32, i64> = HashMap::new();
     let mut batch: Vec<Message> = Vec::with_capacity(config.batch_size);
     let mut counts = Counts::default();
     let mut last_report = Instant::now();
@@ -284,12 +294,22 @@ async fn consume(
                     key: m.key().map(<[u8]>::to_vec),
                     payload: m.payload().map(<[u8]>::to_vec),
                 };
+                // Also for a partition not tracked yet: the assignment is looked at after
+                // messages arrive, and the tracking must start past what was read.
+                let read = read.entry(msg.partition).or_insert(msg.offset + 1);
+                *read = (*read).max(msg.offset + 1);
                 if let Some(p) = progress.get_mut(&msg.partition) {
                     p.next = p.next.max(msg.offset + 1);
                 }
                 counts.consumed += 1;
-                // This task's own progress counts as the group's.
-                group.last_moved = Instant::now();
+                // Reading below a bound is progress towards the goal (records published since
+                // the start are not: they would hide a stuck member forever).
+                if bounds
+                    .get(&msg.partition)
+                    .is_some_and(|b| msg.offset < b.end)
+                {
+                    group.last_moved = Instant::now();
+                }
                 batch.push(msg);
                 if batch.len() >= config.batch_size {
                     flush(config, ctx, consumer, writer, &mut batch, &mut counts).await?;
@@ -309,7 +329,7 @@ async fn consume(
         // Asking librdkafka for the assignment costs a lock and a list; at most every 100 ms.
         if last_assignment_check.elapsed() >= Duration::from_millis(100) || progress.is_empty() {
             last_assignment_check = Instant::now();
-            track_assignment(config, consumer, &bounds, &mut progress, timeout).await?;
+            track_assignment(config, consumer, &bounds, &read, &mut progress, timeout).await?;
         }
         if progress.values().all(|p| p.next >= p.end) {
             // This task's partitions are done; the others are held by other members of the
@@ -318,7 +338,7 @@ async fn consume(
             let pending = pending(&bounds, &progress, &group.settled);
             if pending.is_empty() {
                 // Confirm against a fresh assignment and flush, so nothing read is held back.
-                track_assignment(config, consumer, &bounds, &mut progress, timeout).await?;
+                track_assignment(config, consumer, &bounds, &read, &mut progress, timeout).await?;
                 if progress.values().all(|p| p.next >= p.end) {
                     break if progress.len() == bounds.len() {
                         "caught up with the end offsets as of start"
@@ -541,6 +561,7 @@ async fn track_assignment(
     config: &Config,
     consumer: &Arc<StreamConsumer>,
     bounds: &HashMap<i32, Bound>,
+    read: &HashMap<i32, i64>,
     progress: &mut HashMap<i32, Progress>,
     timeout: Duration,
 ) -> anyhow::Result<()> {
@@ -578,8 +599,10 @@ async fn track_assignment(
                     Bound { low, end }
                 }
             };
+            // Records below `low` are gone (retention), so a committed offset under it
+            // leaves nothing to read there.
             let next = match committed.find_partition(&topic, p).map(|e| e.offset()) {
-                Some(Offset::Offset(o)) => o,
+                Some(Offset::Offset(o)) => o.max(bound.low),
                 _ => bound.low,
             };
             out.push((
@@ -593,7 +616,12 @@ async fn track_assignment(
         Ok(out)
     })
     .await??;
-    for (p, pr) in found {
+    for (p, mut pr) in found {
+        // Messages of this partition may have arrived (into the batch, written before the
+        // task ends) before it was tracked.
+        if let Some(&r) = read.get(&p) {
+            pr.next = pr.next.max(r);
+        }
         progress.insert(p, pr);
     }
     Ok(())
