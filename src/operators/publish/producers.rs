@@ -6,10 +6,12 @@
 //! that wait was up to half of a 50,000-record publish. Kept per client configuration, only
 //! the first publish in a process pays it.
 //!
-//! A producer returns to the cache only through [`Pooled::keep`], after a publish in which every
-//! message was acknowledged; a try that fails or is cancelled drops it, so a producer with a
-//! fatal error or with messages still queued is never reused. One idle for [`IDLE`] is closed
-//! at the next `take`.
+//! A try checks a producer out (overlapping tries with the same configuration each get their
+//! own) and returns it with [`Pooled::keep`] only after a publish in which every message was
+//! acknowledged; a try that fails or is cancelled closes it, so a producer with a fatal error
+//! or with messages still queued is never reused. At most [`CAPACITY`] are kept; one idle for
+//! [`IDLE`] is closed at the next checkout. Closing (which can block for a moment) happens on
+//! a blocking thread, never under the lock.
 
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
@@ -21,6 +23,9 @@ use rdkafka::ClientConfig;
 /// How long an unused producer stays open.
 pub const IDLE: Duration = Duration::from_secs(300);
 
+/// How many unused producers are kept.
+pub const CAPACITY: usize = 16;
+
 /// A client configuration, sorted, as the cache key.
 type Key = Vec<(String, String)>;
 
@@ -31,13 +36,12 @@ struct Entry {
 
 static CACHE: LazyLock<Mutex<HashMap<Key, Entry>>> = LazyLock::new(Default::default);
 
-/// A producer for one try: back into the cache with [`Pooled::keep`], or dropped from it.
+/// A producer checked out for one try: back into the cache with [`Pooled::keep`], else closed.
 pub struct Pooled {
     key: Key,
-    producer: FutureProducer,
-    /// Whether it came from the cache (the try's log says so).
+    producer: Option<FutureProducer>,
+    /// Whether it served an earlier try (the try's log says so).
     pub reused: bool,
-    kept: bool,
 }
 
 fn key_of(config: &ClientConfig) -> Key {
@@ -50,70 +54,92 @@ fn key_of(config: &ClientConfig) -> Key {
     key
 }
 
-/// The cached producer for `config` if it is healthy, else a new one.
+/// Closes producers off the async threads: destroying one flushes and joins its threads.
+fn close(producers: Vec<FutureProducer>) {
+    if producers.is_empty() {
+        return;
+    }
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => drop(rt.spawn_blocking(move || drop(producers))),
+        Err(_) => drop(producers),
+    }
+}
+
+/// A healthy cached producer for `config`, else a new one.
 pub fn take(config: &ClientConfig) -> rdkafka::error::KafkaResult<Pooled> {
     let key = key_of(config);
-    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
-    cache.retain(|_, e| e.last_used.elapsed() < IDLE);
-    if let Some(entry) = cache.get_mut(&key) {
-        if entry.producer.client().fatal_error().is_none() {
-            entry.last_used = Instant::now();
-            return Ok(Pooled {
+    let (cached, idle) = {
+        let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+        let cached = cache.remove(&key).map(|e| e.producer);
+        let stale: Vec<Key> = cache
+            .iter()
+            .filter(|(_, e)| e.last_used.elapsed() >= IDLE)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let idle: Vec<FutureProducer> = stale
+            .iter()
+            .filter_map(|k| cache.remove(k))
+            .map(|e| e.producer)
+            .collect();
+        (cached, idle)
+    };
+    close(idle);
+    match cached {
+        Some(producer) if producer.client().fatal_error().is_none() => Ok(Pooled {
+            key,
+            producer: Some(producer),
+            reused: true,
+        }),
+        broken => {
+            close(broken.into_iter().collect());
+            Ok(Pooled {
                 key,
-                producer: entry.producer.clone(),
-                reused: true,
-                kept: false,
-            });
+                producer: Some(config.create()?),
+                reused: false,
+            })
         }
-        cache.remove(&key);
     }
-    let producer: FutureProducer = config.create()?;
-    cache.insert(
-        key.clone(),
-        Entry {
-            producer: producer.clone(),
-            last_used: Instant::now(),
-        },
-    );
-    Ok(Pooled {
-        key,
-        producer,
-        reused: false,
-        kept: false,
-    })
 }
 
 impl Pooled {
     pub fn producer(&self) -> &FutureProducer {
-        &self.producer
+        self.producer
+            .as_ref()
+            .expect("a pooled producer is present until kept or dropped")
     }
 
     /// Every message of the try was acknowledged: the producer may serve the next one.
     pub fn keep(mut self) {
-        self.kept = true;
-        let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
-        cache.insert(
-            std::mem::take(&mut self.key),
-            Entry {
-                producer: self.producer.clone(),
+        let Some(producer) = self.producer.take() else {
+            return;
+        };
+        let mut out = Vec::new();
+        {
+            let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.len() >= CAPACITY && !cache.contains_key(&self.key) {
+                let oldest = cache
+                    .iter()
+                    .min_by_key(|(_, e)| e.last_used)
+                    .map(|(k, _)| k.clone());
+                if let Some(e) = oldest.and_then(|k| cache.remove(&k)) {
+                    out.push(e.producer);
+                }
+            }
+            let entry = Entry {
+                producer,
                 last_used: Instant::now(),
-            },
-        );
+            };
+            // An overlapping try's producer may be back first; one of the two is enough.
+            if let Some(previous) = cache.insert(std::mem::take(&mut self.key), entry) {
+                out.push(previous.producer);
+            }
+        }
+        close(out);
     }
 }
 
 impl Drop for Pooled {
     fn drop(&mut self) {
-        if self.kept {
-            return;
-        }
-        // Forget this producer, not one another try has put in its place since.
-        let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
-        let same = cache.get(&self.key).is_some_and(|e| {
-            e.producer.client().native_ptr() == self.producer.client().native_ptr()
-        });
-        if same {
-            cache.remove(&self.key);
-        }
+        close(self.producer.take().into_iter().collect());
     }
 }

@@ -192,11 +192,21 @@ async fn ensure_topic(
     {
         return Ok(Some(t.partitions().len()));
     }
-    let servers = client_config.get("bootstrap.servers").unwrap_or_default();
-    let embedded = config
-        .create_topic
-        .then(|| crate::kafka::create_embedded_topic(servers, &config.topic, config.partitions))
-        .flatten();
+    let servers = client_config
+        .get("bootstrap.servers")
+        .unwrap_or_default()
+        .to_string();
+    let (topic, partitions) = (config.topic.clone(), config.partitions);
+    // The mock cluster's API waits for its own thread: not on an async one.
+    let embedded = match config.create_topic {
+        true => {
+            tokio::task::spawn_blocking(move || {
+                crate::kafka::create_embedded_topic(&servers, &topic, partitions)
+            })
+            .await?
+        }
+        false => None,
+    };
     if let Some(created) = embedded {
         created?;
         ctx.log.info(format!(

@@ -173,11 +173,18 @@ async fn broker_lost_mid_publish_fails_the_try_then_a_retry_delivers() {
 #[tokio::test]
 async fn broker_down_mid_publish_times_out_within_the_delivery_bound() {
     let kafka = EmbeddedKafka::start(1).unwrap();
-    let (ctx, _log) = TaskContext::for_test(env(&kafka));
+    let (ctx, mut log) = TaskContext::for_test(env(&kafka));
     run(config(records(5), json!({})), &ctx).await.unwrap();
+    while log.try_recv().is_ok() {}
     let kafka = std::sync::Arc::new(kafka);
     let k = kafka.clone();
+    // Down once the try has reached the brokers and starts sending, not before.
     let down = tokio::spawn(async move {
+        while let Some(line) = log.recv().await {
+            if line.text.starts_with("Publishing 200000 records") {
+                break;
+            }
+        }
         tokio::time::sleep(Duration::from_millis(5)).await;
         k.broker_down(1);
     });
@@ -187,7 +194,10 @@ async fn broker_down_mid_publish_times_out_within_the_delivery_bound() {
         &ctx,
     )
     .await;
-    down.await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), down)
+        .await
+        .expect("the try logged that it started sending")
+        .unwrap();
     // Either everything was acknowledged before the broker went down, or the try failed in
     // bounded time saying how many were not acknowledged; never a hang or a false success.
     match result {
@@ -255,4 +265,30 @@ async fn a_producer_serves_the_next_try_only_after_a_clean_publish() {
         !publish(true).await,
         "after a failed try the producer is not reused"
     );
+}
+
+/// Overlapping tries never share a producer, and one a try did not keep is closed.
+#[tokio::test]
+async fn overlapping_tries_check_out_their_own_producers() {
+    use super::producers::take;
+    use rdkafka::producer::Producer;
+    let kafka = EmbeddedKafka::start(1).unwrap();
+    let mut cc = rdkafka::ClientConfig::new();
+    cc.set("bootstrap.servers", kafka.bootstrap_servers())
+        .set("client.id", format!("overlap-{}", uuid::Uuid::new_v4()))
+        .set("log_level", "3");
+    let ptr = |p: &super::producers::Pooled| p.producer().client().native_ptr() as usize;
+    let a = take(&cc).unwrap();
+    let b = take(&cc).unwrap();
+    assert!(!a.reused && !b.reused);
+    assert_ne!(ptr(&a), ptr(&b));
+    let kept = ptr(&a);
+    a.keep();
+    let c = take(&cc).unwrap();
+    assert!(c.reused);
+    assert_eq!(ptr(&c), kept);
+    drop(c); // a try that failed
+    let d = take(&cc).unwrap();
+    assert!(!d.reused, "a producer no try kept is not reused");
+    drop((b, d));
 }
