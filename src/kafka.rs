@@ -209,6 +209,8 @@ impl EmbeddedKafka {
 
 impl Drop for EmbeddedKafka {
     fn drop(&mut self) {
+        // Kept producers would otherwise keep reconnecting to the vanished ports.
+        crate::operators::publish::forget_servers(&self.bootstrap);
         // Out of the registry first: a lookup holds its lock while it uses the cluster.
         let mut live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
         live.remove(&self.bootstrap);

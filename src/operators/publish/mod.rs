@@ -18,4 +18,5 @@ mod run;
 mod tests;
 
 pub use config::{default_topic, valid_topic, Config};
+pub use producers::forget_servers;
 pub use run::run;

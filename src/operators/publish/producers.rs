@@ -10,8 +10,9 @@
 //! own) and returns it with [`Pooled::keep`] only after a publish in which every message was
 //! acknowledged; a try that fails or is cancelled closes it, so a producer with a fatal error
 //! or with messages still queued is never reused. At most [`CAPACITY`] are kept; one idle for
-//! [`IDLE`] is closed at the next checkout. Closing (which can block for a moment) happens on
-//! a blocking thread, never under the lock.
+//! [`IDLE`] is closed by a sweep on the runtime (or at the next checkout), and those of an
+//! embedded cluster when it stops. Closing (which can block for a moment) happens on a
+//! blocking thread, never under the lock.
 
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
@@ -20,8 +21,9 @@ use std::time::{Duration, Instant};
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::ClientConfig;
 
-/// How long an unused producer stays open.
-pub const IDLE: Duration = Duration::from_secs(300);
+/// How long an unused producer stays open. While its brokers are down an open producer keeps
+/// reconnecting (and librdkafka logs each failure), so not long.
+pub const IDLE: Duration = Duration::from_secs(60);
 
 /// How many unused producers are kept.
 pub const CAPACITY: usize = 16;
@@ -65,23 +67,66 @@ fn close(producers: Vec<FutureProducer>) {
     }
 }
 
+/// Takes the cached producers that match out of the cache.
+fn remove_where(
+    cache: &mut HashMap<Key, Entry>,
+    matches: impl Fn(&Key, &Entry) -> bool,
+) -> Vec<FutureProducer> {
+    let keys: Vec<Key> = cache
+        .iter()
+        .filter(|(k, e)| matches(k, e))
+        .map(|(k, _)| k.clone())
+        .collect();
+    keys.iter()
+        .filter_map(|k| cache.remove(k))
+        .map(|e| e.producer)
+        .collect()
+}
+
+fn idle(_: &Key, e: &Entry) -> bool {
+    e.last_used.elapsed() >= IDLE
+}
+
+/// Closes the cached producers of `servers` at once (its embedded cluster is stopping).
+pub fn forget_servers(servers: &str) {
+    let gone = {
+        let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+        remove_where(&mut cache, |k, _| {
+            k.iter()
+                .any(|(name, value)| name == "bootstrap.servers" && value == servers)
+        })
+    };
+    // Synchronously, while the cluster still answers: they close cleanly and quietly.
+    drop(gone);
+}
+
+/// Closes idle producers every half [`IDLE`], on the runtime that first kept one.
+fn start_sweeping() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    STARTED.call_once(|| {
+        rt.spawn(async {
+            loop {
+                tokio::time::sleep(IDLE / 2).await;
+                let gone = {
+                    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+                    remove_where(&mut cache, idle)
+                };
+                close(gone);
+            }
+        });
+    });
+}
+
 /// A healthy cached producer for `config`, else a new one.
 pub fn take(config: &ClientConfig) -> rdkafka::error::KafkaResult<Pooled> {
     let key = key_of(config);
     let (cached, idle) = {
         let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
         let cached = cache.remove(&key).map(|e| e.producer);
-        let stale: Vec<Key> = cache
-            .iter()
-            .filter(|(_, e)| e.last_used.elapsed() >= IDLE)
-            .map(|(k, _)| k.clone())
-            .collect();
-        let idle: Vec<FutureProducer> = stale
-            .iter()
-            .filter_map(|k| cache.remove(k))
-            .map(|e| e.producer)
-            .collect();
-        (cached, idle)
+        (cached, remove_where(&mut cache, idle))
     };
     close(idle);
     match cached {
@@ -135,6 +180,7 @@ impl Pooled {
             }
         }
         close(out);
+        start_sweeping();
     }
 }
 

@@ -292,3 +292,23 @@ async fn overlapping_tries_check_out_their_own_producers() {
     assert!(!d.reused, "a producer no try kept is not reused");
     drop((b, d));
 }
+
+/// An embedded cluster that stops takes its kept producers with it (they would otherwise keep
+/// reconnecting to its vanished ports, and log each failure).
+#[tokio::test]
+async fn a_stopped_embedded_cluster_closes_its_kept_producers() {
+    use super::producers::take;
+    let kafka = EmbeddedKafka::start(1).unwrap();
+    let mut cc = rdkafka::ClientConfig::new();
+    cc.set("bootstrap.servers", kafka.bootstrap_servers())
+        .set("client.id", format!("stop-{}", uuid::Uuid::new_v4()))
+        .set("log_level", "3");
+    take(&cc).unwrap().keep();
+    assert!(take(&cc).unwrap().reused, "kept while the cluster runs");
+    take(&cc).unwrap().keep();
+    drop(kafka);
+    assert!(
+        !take(&cc).unwrap().reused,
+        "closed when the cluster stopped"
+    );
+}
