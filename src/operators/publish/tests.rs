@@ -267,16 +267,22 @@ async fn a_producer_serves_the_next_try_only_after_a_clean_publish() {
     );
 }
 
+/// A client configuration no other test uses, so the producer cache is this test's own.
+fn own_config(kafka: &EmbeddedKafka) -> rdkafka::ClientConfig {
+    let mut cc = rdkafka::ClientConfig::new();
+    cc.set("bootstrap.servers", kafka.bootstrap_servers())
+        .set("client.id", uuid::Uuid::new_v4().to_string())
+        .set("log_level", "3");
+    cc
+}
+
 /// Overlapping tries never share a producer, and one a try did not keep is closed.
 #[tokio::test]
 async fn overlapping_tries_check_out_their_own_producers() {
     use super::producers::take;
     use rdkafka::producer::Producer;
     let kafka = EmbeddedKafka::start(1).unwrap();
-    let mut cc = rdkafka::ClientConfig::new();
-    cc.set("bootstrap.servers", kafka.bootstrap_servers())
-        .set("client.id", format!("overlap-{}", uuid::Uuid::new_v4()))
-        .set("log_level", "3");
+    let cc = own_config(&kafka);
     let ptr = |p: &super::producers::Pooled| p.producer().client().native_ptr() as usize;
     let a = take(&cc).unwrap();
     let b = take(&cc).unwrap();
@@ -299,10 +305,7 @@ async fn overlapping_tries_check_out_their_own_producers() {
 async fn a_stopped_embedded_cluster_closes_its_kept_producers() {
     use super::producers::take;
     let kafka = EmbeddedKafka::start(1).unwrap();
-    let mut cc = rdkafka::ClientConfig::new();
-    cc.set("bootstrap.servers", kafka.bootstrap_servers())
-        .set("client.id", format!("stop-{}", uuid::Uuid::new_v4()))
-        .set("log_level", "3");
+    let cc = own_config(&kafka);
     take(&cc).unwrap().keep();
     assert!(take(&cc).unwrap().reused, "kept while the cluster runs");
     take(&cc).unwrap().keep();
