@@ -495,6 +495,12 @@ const LOG_END_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// lease stays renewed meanwhile); after that it releases the lease and the task is retried.
 const RECORD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(300);
 
+/// Lines a try's log writer holds while the database refuses them; past this the oldest give
+/// way to a line saying how many were dropped.
+const LOG_HOLD_MAX: usize = 100_000;
+/// How long the writer lets a write in flight finish once the try has ended.
+const LOG_INFLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn write_logs(
     pool: PgPool,
     ti_id: i64,
@@ -504,6 +510,8 @@ async fn write_logs(
 ) -> Vec<LogLine> {
     let mut pending: Vec<LogLine> = Vec::new();
     let mut flush_at: Option<tokio::time::Instant> = None;
+    // Failed writes in a row: lines are kept and retried with backoff, never dropped for it.
+    let mut failures = 0u32;
     loop {
         let flush = async {
             match flush_at {
@@ -520,11 +528,44 @@ async fn write_logs(
                 None => return pending, // every handle is gone: the caller stores these
             },
             _ = flush => {
-                if let Err(e) = db::logs::append(&pool, ti_id, try_number, &pending).await {
-                    warn!(error = %e, lines = pending.len(), "could not store task log lines");
+                let (written, ended) = {
+                    let append = db::logs::append(&pool, ti_id, try_number, &pending);
+                    tokio::pin!(append);
+                    tokio::select! {
+                        r = &mut append => (r, false),
+                        _ = &mut end => {
+                            // A healthy write finishes (so its lines are not stored twice);
+                            // one stuck on an unreachable database gives way, and its lines
+                            // go back to the caller with the rest.
+                            let r = tokio::time::timeout(LOG_INFLIGHT_WAIT, &mut append)
+                                .await
+                                .unwrap_or(Err(sqlx::Error::PoolTimedOut));
+                            (r, true)
+                        }
+                    }
+                };
+                match written {
+                    Ok(()) => {
+                        pending.clear();
+                        failures = 0;
+                        flush_at = None;
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        if failures == 1 {
+                            warn!(error = %e, lines = pending.len(), "could not store task log lines; keeping them and retrying");
+                        }
+                        hold_at_most(&mut pending, LOG_HOLD_MAX);
+                        let backoff = LOG_FLUSH * 2u32.pow(failures.min(6));
+                        flush_at = Some(tokio::time::Instant::now() + backoff);
+                    }
                 }
-                pending.clear();
-                flush_at = None;
+                if ended {
+                    while let Ok(line) = rx.try_recv() {
+                        pending.push(line);
+                    }
+                    return pending;
+                }
             }
             _ = &mut end => {
                 // The try is over: take what is already queued and hand it all back.
@@ -535,6 +576,20 @@ async fn write_logs(
             }
         }
     }
+}
+
+/// Keeps the newest `max` lines, replacing the oldest by one line that says how many went.
+fn hold_at_most(pending: &mut Vec<LogLine>, max: usize) {
+    if pending.len() <= max {
+        return;
+    }
+    let excess = pending.len() - max + 1;
+    let note = LogLine {
+        at: pending[excess - 1].at,
+        stream: operators::LogStream::System,
+        text: format!("{excess} log lines were dropped while the database could not store them"),
+    };
+    pending.splice(0..excess, [note]);
 }
 
 /// LISTEN on `channel` and wake `wake` for every notification, until `stop`.
@@ -578,4 +633,34 @@ pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(i: usize) -> LogLine {
+        LogLine {
+            at: chrono::Utc::now(),
+            stream: operators::LogStream::Stdout,
+            text: format!("line {i}"),
+        }
+    }
+
+    #[test]
+    fn held_lines_keep_the_newest_and_say_how_many_went() {
+        let mut pending: Vec<LogLine> = (1..=10).map(line).collect();
+        hold_at_most(&mut pending, 10);
+        assert_eq!(pending.len(), 10, "at the limit nothing goes");
+        pending.push(line(11));
+        hold_at_most(&mut pending, 10);
+        let texts: Vec<&str> = pending.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts.len(), 10);
+        assert_eq!(
+            texts[0],
+            "2 log lines were dropped while the database could not store them"
+        );
+        assert_eq!(texts[1], "line 3");
+        assert_eq!(texts[9], "line 11");
+    }
 }

@@ -212,6 +212,41 @@ async fn an_outcome_that_cannot_be_recorded_yet_is_retried_not_lost() {
     );
 }
 
+/// Lines a running task prints while the database refuses them are kept and written later,
+/// each once, not dropped.
+#[tokio::test]
+async fn log_lines_written_while_the_database_refuses_them_are_kept() {
+    let db = fresh_db().await;
+    let cmd = "for i in $(seq 1 30); do echo line-$i; sleep 0.1; done";
+    install(&db.pool, &[dag("log_blip", vec![bash("talk", cmd, &[])])]).await;
+    // Every new log row is refused until the constraint goes.
+    sqlx::query("ALTER TABLE task_logs ADD CONSTRAINT blip CHECK (false) NOT VALID")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let folder = empty_folder();
+    let engine = Engine::start(&db.pool, fast_settings(folder.path()), 1, 1);
+    let run_id = trigger(&db.pool, "log_blip", serde_json::json!({})).await;
+    // Part of the output is printed (and refused) meanwhile; the rest after.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    sqlx::query("ALTER TABLE task_logs DROP CONSTRAINT blip")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        wait_run(&db.pool, "log_blip", &run_id, LIMIT).await,
+        "success"
+    );
+    engine.stop().await;
+    let lines: Vec<String> =
+        sqlx::query_scalar("SELECT line FROM task_logs WHERE line LIKE 'line-%' ORDER BY id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    let expected: Vec<String> = (1..=30).map(|i| format!("line-{i}")).collect();
+    assert_eq!(lines, expected);
+}
+
 #[tokio::test]
 async fn dagrun_timeout_fails_the_run_and_skips_the_rest() {
     let db = fresh_db().await;
