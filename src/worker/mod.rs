@@ -250,6 +250,10 @@ impl Worker {
             Some(d) => d,
             None => {
                 warn!("cannot load the DAG version to record the outcome; releasing the lease");
+                let _ = end_logs.send(());
+                if let Ok(Ok(tail)) = tokio::time::timeout(LOG_END_WAIT, writer).await {
+                    self.append_tail(c, &tail).await;
+                }
                 self.release(c).await;
                 return;
             }
@@ -495,11 +499,55 @@ const LOG_END_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// lease stays renewed meanwhile); after that it releases the lease and the task is retried.
 const RECORD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(300);
 
-/// Lines a try's log writer holds while the database refuses them; past this the oldest give
-/// way to a line saying how many were dropped.
+/// About how many lines a try's log writer holds while the database refuses them; past this
+/// the oldest are dropped, and one line says how many.
 const LOG_HOLD_MAX: usize = 100_000;
-/// How long the writer lets a write in flight finish once the try has ended.
-const LOG_INFLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long the writer lets a write in flight finish once the try has ended (the caller waits
+/// `LOG_END_WAIT` for it).
+const LOG_INFLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(4);
+
+/// Lines not yet stored, and how many older ones had to be dropped.
+#[derive(Default)]
+struct Held {
+    lines: Vec<LogLine>,
+    dropped: usize,
+}
+
+impl Held {
+    /// Drops the oldest lines beyond `max`, counting them.
+    fn trim(&mut self, max: usize) {
+        if self.lines.len() > max {
+            let excess = self.lines.len() - max;
+            self.lines.drain(..excess);
+            self.dropped += excess;
+        }
+    }
+
+    /// The lines to store: a note on what was dropped, if anything, then the lines.
+    fn batch(&self) -> std::borrow::Cow<'_, [LogLine]> {
+        match (self.dropped, self.lines.first()) {
+            (0, _) | (_, None) => std::borrow::Cow::Borrowed(&self.lines),
+            (n, Some(first)) => {
+                let mut all = Vec::with_capacity(self.lines.len() + 1);
+                all.push(LogLine {
+                    at: first.at,
+                    stream: operators::LogStream::System,
+                    text: format!(
+                        "{n} log lines were dropped while the database could not store them"
+                    ),
+                });
+                all.extend(self.lines.iter().cloned());
+                std::borrow::Cow::Owned(all)
+            }
+        }
+    }
+
+    /// Everything left, for the caller to store with the outcome.
+    fn into_tail(mut self) -> Vec<LogLine> {
+        self.trim(LOG_HOLD_MAX);
+        self.batch().into_owned()
+    }
+}
 
 async fn write_logs(
     pool: PgPool,
@@ -508,9 +556,9 @@ async fn write_logs(
     mut rx: mpsc::UnboundedReceiver<LogLine>,
     mut end: oneshot::Receiver<()>,
 ) -> Vec<LogLine> {
-    let mut pending: Vec<LogLine> = Vec::new();
+    let mut held = Held::default();
     let mut flush_at: Option<tokio::time::Instant> = None;
-    // Failed writes in a row: lines are kept and retried with backoff, never dropped for it.
+    // Failed writes in a row: lines are kept and retried with backoff, not dropped for it.
     let mut failures = 0u32;
     loop {
         let flush = async {
@@ -522,21 +570,25 @@ async fn write_logs(
         tokio::select! {
             line = rx.recv() => match line {
                 Some(line) => {
-                    pending.push(line);
+                    held.lines.push(line);
+                    if failures > 0 && held.lines.len() >= 2 * LOG_HOLD_MAX {
+                        held.trim(LOG_HOLD_MAX);
+                    }
                     flush_at.get_or_insert_with(|| tokio::time::Instant::now() + LOG_FLUSH);
                 }
-                None => return pending, // every handle is gone: the caller stores these
+                None => return held.into_tail(), // every handle is gone: the caller stores these
             },
             _ = flush => {
                 let (written, ended) = {
-                    let append = db::logs::append(&pool, ti_id, try_number, &pending);
+                    let batch = held.batch();
+                    let append = db::logs::append(&pool, ti_id, try_number, &batch);
                     tokio::pin!(append);
                     tokio::select! {
                         r = &mut append => (r, false),
                         _ = &mut end => {
-                            // A healthy write finishes (so its lines are not stored twice);
-                            // one stuck on an unreachable database gives way, and its lines
-                            // go back to the caller with the rest.
+                            // A write that finishes in time is not repeated by the caller; one
+                            // stuck on an unreachable database (waiting for a connection, so
+                            // nothing was sent) gives way, and its lines go back to the caller.
                             let r = tokio::time::timeout(LOG_INFLIGHT_WAIT, &mut append)
                                 .await
                                 .unwrap_or(Err(sqlx::Error::PoolTimedOut));
@@ -546,50 +598,36 @@ async fn write_logs(
                 };
                 match written {
                     Ok(()) => {
-                        pending.clear();
+                        held = Held::default();
                         failures = 0;
                         flush_at = None;
                     }
                     Err(e) => {
                         failures += 1;
                         if failures == 1 {
-                            warn!(error = %e, lines = pending.len(), "could not store task log lines; keeping them and retrying");
+                            warn!(error = %e, lines = held.lines.len(), "could not store task log lines; keeping them and retrying");
                         }
-                        hold_at_most(&mut pending, LOG_HOLD_MAX);
+                        held.trim(LOG_HOLD_MAX);
                         let backoff = LOG_FLUSH * 2u32.pow(failures.min(6));
                         flush_at = Some(tokio::time::Instant::now() + backoff);
                     }
                 }
                 if ended {
                     while let Ok(line) = rx.try_recv() {
-                        pending.push(line);
+                        held.lines.push(line);
                     }
-                    return pending;
+                    return held.into_tail();
                 }
             }
             _ = &mut end => {
                 // The try is over: take what is already queued and hand it all back.
                 while let Ok(line) = rx.try_recv() {
-                    pending.push(line);
+                    held.lines.push(line);
                 }
-                return pending;
+                return held.into_tail();
             }
         }
     }
-}
-
-/// Keeps the newest `max` lines, replacing the oldest by one line that says how many went.
-fn hold_at_most(pending: &mut Vec<LogLine>, max: usize) {
-    if pending.len() <= max {
-        return;
-    }
-    let excess = pending.len() - max + 1;
-    let note = LogLine {
-        at: pending[excess - 1].at,
-        stream: operators::LogStream::System,
-        text: format!("{excess} log lines were dropped while the database could not store them"),
-    };
-    pending.splice(0..excess, [note]);
 }
 
 /// LISTEN on `channel` and wake `wake` for every notification, until `stop`.
@@ -648,19 +686,27 @@ mod tests {
     }
 
     #[test]
-    fn held_lines_keep_the_newest_and_say_how_many_went() {
-        let mut pending: Vec<LogLine> = (1..=10).map(line).collect();
-        hold_at_most(&mut pending, 10);
-        assert_eq!(pending.len(), 10, "at the limit nothing goes");
-        pending.push(line(11));
-        hold_at_most(&mut pending, 10);
-        let texts: Vec<&str> = pending.iter().map(|l| l.text.as_str()).collect();
-        assert_eq!(texts.len(), 10);
+    fn held_lines_keep_the_newest_and_count_every_dropped_one() {
+        let mut held = Held {
+            lines: (1..=10).map(line).collect(),
+            dropped: 0,
+        };
+        held.trim(10);
+        assert_eq!(held.lines.len(), 10, "at the limit nothing goes");
+        assert!(matches!(held.batch(), std::borrow::Cow::Borrowed(_)));
+        // Two trims: the note counts both.
+        held.lines.extend((11..=15).map(line));
+        held.trim(10);
+        held.lines.extend((16..=20).map(line));
+        held.trim(10);
+        let tail = held.into_tail();
+        let texts: Vec<&str> = tail.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts.len(), 11);
         assert_eq!(
             texts[0],
-            "2 log lines were dropped while the database could not store them"
+            "10 log lines were dropped while the database could not store them"
         );
-        assert_eq!(texts[1], "line 3");
-        assert_eq!(texts[9], "line 11");
+        assert_eq!(texts[1], "line 11");
+        assert_eq!(texts[10], "line 20");
     }
 }
