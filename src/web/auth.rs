@@ -3,6 +3,7 @@
 //! `POST /auth/token` (Airflow 3's flow) or HTTP basic auth. Passwords are argon2 hashes.
 
 use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use askama::Template;
-use axum::extract::{FromRequestParts, Query, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
@@ -24,6 +25,7 @@ use tokio::sync::Semaphore;
 
 use super::error::{ApiError, WebError};
 use super::pages::{render, Chrome};
+use super::throttle::Throttled;
 use super::AppState;
 use crate::db::users;
 
@@ -160,6 +162,59 @@ pub async fn check_password(
     Ok(found.filter(|_| matches).map(|(user, _)| user))
 }
 
+/// The client's address, for the sign-in throttle (unspecified when the server was not
+/// started with connection info, as in handler tests).
+pub struct ClientAddr(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(client_addr(&parts.extensions)))
+    }
+}
+
+fn client_addr(extensions: &axum::http::Extensions) -> IpAddr {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
+}
+
+/// A password check through the throttle: refused with [`Throttled`] while this client has to
+/// wait for this username, and it opens the throttle again when the password is right.
+pub async fn sign_in(
+    st: &AppState,
+    client: IpAddr,
+    username: &str,
+    password: &str,
+) -> anyhow::Result<Option<users::User>> {
+    st.logins.attempt(client, username)?;
+    let user = check_password(&st.pool, username, password).await?;
+    if user.is_some() {
+        st.logins.succeeded(client, username);
+    }
+    Ok(user)
+}
+
+fn throttled(e: &anyhow::Error) -> Option<Duration> {
+    e.downcast_ref::<Throttled>().map(|t| t.retry_after)
+}
+
+/// A wait in whole seconds, rounded up, at least 1.
+fn whole_seconds(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
+/// `429` with `Retry-After` in whole seconds.
+fn too_many(wait: Duration, body: impl IntoResponse) -> Response {
+    let mut res = body.into_response();
+    *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    if let Ok(v) = header::HeaderValue::from_str(&whole_seconds(wait).to_string()) {
+        res.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    res
+}
+
 /// Creates a user, or sets a new password and role for an existing one (for `updraft users
 /// create`, also how a lost `admin` password is reset). Resetting ends that user's sessions
 /// and API tokens. Returns true when the user was created. Fails if the role is unknown.
@@ -239,7 +294,12 @@ enum AuthOutcome {
     Rejected(&'static str),
 }
 
-async fn authenticate(pool: &PgPool, headers: &HeaderMap) -> anyhow::Result<AuthOutcome> {
+async fn authenticate(
+    st: &AppState,
+    client: IpAddr,
+    headers: &HeaderMap,
+) -> anyhow::Result<AuthOutcome> {
+    let pool = &st.pool;
     if let Some(auth) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -268,7 +328,7 @@ async fn authenticate(pool: &PgPool, headers: &HeaderMap) -> anyhow::Result<Auth
             let Some((username, password)) = pair else {
                 return Ok(AuthOutcome::Rejected("malformed basic auth header"));
             };
-            return Ok(match check_password(pool, username, password).await? {
+            return Ok(match sign_in(st, client, username, password).await? {
                 Some(u) => AuthOutcome::User(CurrentUser {
                     id: u.id,
                     username: u.username,
@@ -300,8 +360,20 @@ async fn authenticate(pool: &PgPool, headers: &HeaderMap) -> anyhow::Result<Auth
 /// session's CSRF token in `X-CSRF-Token`; viewers may only read (and log out).
 pub async fn require_auth(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
     let is_api = req.uri().path().starts_with("/api/") || req.uri().path() == "/metrics";
-    let outcome = match authenticate(&st.pool, req.headers()).await {
+    let client = client_addr(req.extensions());
+    let outcome = match authenticate(&st, client, req.headers()).await {
         Ok(o) => o,
+        Err(e) if throttled(&e).is_some() => {
+            let wait = throttled(&e).unwrap_or_default();
+            return if is_api {
+                too_many(
+                    wait,
+                    ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
+                )
+            } else {
+                too_many(wait, WebError::Unavailable(e.to_string()))
+            };
+        }
         Err(e) if is_busy(&e) && is_api => {
             return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response()
         }
@@ -457,6 +529,7 @@ pub struct LoginForm {
 
 pub async fn login(
     State(st): State<AppState>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Result<Response, WebError> {
@@ -469,12 +542,22 @@ pub async fn login(
         *res.status_mut() = StatusCode::FORBIDDEN;
         return Ok(res);
     }
-    let checked = match check_password(&st.pool, &f.username, &f.password).await {
+    let checked = match sign_in(&st, client, &f.username, &f.password).await {
         Err(e) if is_busy(&e) => {
             let error = "The server is busy checking other sign-ins. Try again in a few seconds.";
             let mut res = login_form(&st, next, f.username, Some(error.into()), expected)?;
             *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
             return Ok(res);
+        }
+        Err(e) if throttled(&e).is_some() => {
+            let wait = throttled(&e).unwrap_or_default();
+            let secs = whole_seconds(wait);
+            let error = format!(
+                "Too many sign-in attempts for this user. Wait {secs} second{}, then try again.",
+                if secs == 1 { "" } else { "s" }
+            );
+            let res = login_form(&st, next, f.username, Some(error), expected)?;
+            return Ok(too_many(wait, res));
         }
         other => other?,
     };
@@ -531,17 +614,25 @@ pub struct TokenBody {
 /// `POST /auth/token` `{username, password}` → `201 {"access_token": ...}`, as Airflow 3.
 pub async fn token(
     State(st): State<AppState>,
+    ClientAddr(client): ClientAddr,
     body: Result<Json<TokenBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(|e| {
         ApiError::bad_request(format!("expected JSON {{\"username\", \"password\"}}: {e}"))
     })?;
-    let checked = match check_password(&st.pool, &body.username, &body.password).await {
+    let checked = match sign_in(&st, client, &body.username, &body.password).await {
         Err(e) if is_busy(&e) => {
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 e.to_string(),
             ))
+        }
+        Err(e) if throttled(&e).is_some() => {
+            let wait = throttled(&e).unwrap_or_default();
+            return Ok(too_many(
+                wait,
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
+            ));
         }
         other => other?,
     };

@@ -26,6 +26,7 @@ pub mod error;
 pub mod graph;
 pub mod metrics;
 pub mod pages;
+pub mod throttle;
 
 pub use auth::{create_user, ensure_admin};
 pub use error::{ApiError, WebError};
@@ -65,6 +66,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::HttpMetrics>,
     /// Ends live streams (log tails) so shutdown does not wait on open browsers.
     pub shutdown: CancellationToken,
+    /// Slows password guessing (per client address and username).
+    pub logins: Arc<throttle::LoginThrottle>,
 }
 
 impl AppState {
@@ -74,6 +77,7 @@ impl AppState {
             settings: Arc::new(settings),
             metrics: Arc::default(),
             shutdown,
+            logins: Arc::default(),
         }
     }
 }
@@ -129,6 +133,8 @@ pub async fn serve_router(
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "web server listening");
+    // The client's address keys the sign-in throttle.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await

@@ -641,6 +641,8 @@ async fn creating_an_existing_user_resets_its_password_and_ends_its_tokens() {
 async fn fastest_token_attempt(app: &TestApp, username: &str) -> std::time::Duration {
     let mut best = std::time::Duration::MAX;
     for _ in 0..5 {
+        // Timing the check itself: the sign-in throttle would answer early.
+        app.logins.succeeded(LOCALHOST, username);
         let started = std::time::Instant::now();
         let res = app
             .client
@@ -698,8 +700,10 @@ async fn unknown_users_look_like_wrong_passwords() {
     );
 }
 
+const LOCALHOST: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
 #[tokio::test]
-async fn a_burst_of_bad_logins_is_answered_401_not_errors() {
+async fn a_burst_of_bad_logins_is_throttled_not_errors() {
     let app = TestApp::spawn().await;
     let mut attempts = tokio::task::JoinSet::new();
     for i in 0..40 {
@@ -719,11 +723,79 @@ async fn a_burst_of_bad_logins_is_answered_401_not_errors() {
                     .send()
                     .await
             };
-            res.unwrap().status().as_u16()
+            (username, res.unwrap().status().as_u16())
         });
     }
-    let statuses: Vec<u16> = attempts.join_all().await;
-    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
-    // The right password still works afterwards.
+    let statuses: Vec<(&str, u16)> = attempts.join_all().await;
+    for user in ["alice", "nobody"] {
+        let mine: Vec<u16> = statuses
+            .iter()
+            .filter(|(u, _)| *u == user)
+            .map(|(_, s)| *s)
+            .collect();
+        let checked = mine.iter().filter(|s| **s == 401).count();
+        let throttled = mine.iter().filter(|s| **s == 429).count();
+        // Unknown and known users alike: the free attempts are checked, the rest refused.
+        assert_eq!(
+            checked + throttled,
+            20,
+            "{user}: only 401 and 429: {mine:?}"
+        );
+        assert!(
+            (5..20).contains(&checked),
+            "{user}: {checked} checked of 20"
+        );
+    }
+    // Even the right password waits for the throttle, then works.
+    let res = app
+        .client
+        .post(app.url("/auth/token"))
+        .json(&json!({"username": "alice", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
+    let wait: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    let body: Value = res.json().await.unwrap();
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("too many sign-in attempts for this user from your address"),
+        "{body}"
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
     app.token().await;
+}
+
+/// The login form says how long to wait, per user: another user from the same address is
+/// not held back.
+#[tokio::test]
+async fn the_login_form_throttles_guessing_per_user() {
+    let app = TestApp::spawn().await;
+    updraft::web::create_user(app.pool(), "bob", "bob's long password", "viewer")
+        .await
+        .unwrap();
+    for _ in 0..updraft::web::throttle::FREE_ATTEMPTS {
+        let res = app.post_login("alice", "a guess", "/dags").await;
+        assert_eq!(res.status(), 401);
+    }
+    let res = app.post_login("alice", PASSWORD, "/dags").await;
+    assert_eq!(res.status(), 429, "the right password waits too");
+    assert_eq!(res.headers()["retry-after"], "1");
+    let doc = scraper::Html::parse_document(&res.text().await.unwrap());
+    assert_eq!(
+        texts(&doc, "#login-error"),
+        vec!["Too many sign-in attempts for this user. Wait 1 second, then try again."]
+    );
+    let res = app.post_login("bob", "bob's long password", "/dags").await;
+    assert_eq!(res.status(), 303, "bob is not held back");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let res = app.post_login("alice", PASSWORD, "/dags").await;
+    assert_eq!(res.status(), 303, "after the wait the right password works");
 }

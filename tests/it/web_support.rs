@@ -22,6 +22,8 @@ pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub shutdown: CancellationToken,
+    /// The server's sign-in throttle, for tests that must not be slowed by it.
+    pub logins: std::sync::Arc<web::throttle::LoginThrottle>,
 }
 
 impl Drop for TestApp {
@@ -43,7 +45,10 @@ impl TestApp {
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         let settings = WebSettings::new(addr, "/tmp/dags".into());
-        let app = web::router(AppState::new(db.pool.clone(), settings, shutdown.clone()));
+        let state = AppState::new(db.pool.clone(), settings, shutdown.clone());
+        let logins = state.logins.clone();
+        // With the client's address, as `web::serve` does (the sign-in throttle uses it).
+        let app = web::router(state).into_make_service_with_connect_info::<SocketAddr>();
         let token = shutdown.clone();
         tokio::spawn(async move {
             axum::serve(listener, app)
@@ -64,6 +69,7 @@ impl TestApp {
             addr,
             client,
             shutdown,
+            logins,
         }
     }
 
