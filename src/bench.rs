@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use crate::cli::{BenchArgs, Global};
-use crate::dag::{Dag, DagBag, DagId, LoadedDag, OperatorName, Schedule, Task, TaskId};
+use crate::dag::{Dag, DagBag, DagId, LoadedDag, OperatorName, Task, TaskId};
 use crate::db;
 
 pub async fn run(g: &Global, args: BenchArgs) -> anyhow::Result<()> {
@@ -139,20 +139,11 @@ fn empty_task(id: &str, upstream: Vec<TaskId>) -> Task {
 fn finish_dag(id: &str, tasks: Vec<Task>) -> Dag {
     let tasks = crate::dag::graph::build(tasks).expect("bench DAGs are acyclic");
     Dag {
-        dag_id: DagId::parse(id).expect("valid id"),
         description: Some("updraft bench".into()),
-        schedule: Schedule::Manual,
-        start_date: None,
-        end_date: None,
-        catchup: false,
         tags: vec!["bench".into()],
-        params: Default::default(),
-        max_active_runs: 16,
         max_active_tasks: 10_000,
-        dagrun_timeout: None,
         is_paused_upon_creation: Some(false),
-        doc_md: None,
-        tasks,
+        ..Dag::new(DagId::parse(id).expect("valid id"), tasks)
     }
 }
 

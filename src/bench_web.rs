@@ -44,23 +44,14 @@ fn bench_dag() -> Dag {
         .collect();
     let tasks = crate::dag::graph::build(tasks).expect("a chain is acyclic");
     Dag {
-        dag_id: DagId::parse("bench_template").expect("valid id"),
         description: Some("A benchmark DAG: a chain of ten bash tasks".into()),
         schedule: Schedule::Cron {
             expr: "@daily".into(),
             cron: "0 0 0 * * *".into(),
         },
-        start_date: None,
-        end_date: None,
-        catchup: false,
         tags: vec!["bench".into()],
-        params: serde_json::Map::new(),
-        max_active_runs: 16,
-        max_active_tasks: 16,
-        dagrun_timeout: None,
         is_paused_upon_creation: Some(false),
-        doc_md: None,
-        tasks,
+        ..Dag::new(DagId::parse("bench_template").expect("valid id"), tasks)
     }
 }
 

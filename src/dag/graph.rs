@@ -183,7 +183,7 @@ fn walk(dag: &Dag, start: &str, next: impl Fn(&Task) -> &Vec<TaskId>) -> Vec<Tas
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dag::model::{OperatorName, Schedule};
+    use crate::dag::model::OperatorName;
 
     fn tid(s: &str) -> TaskId {
         TaskId::parse(s).unwrap()
@@ -258,22 +258,7 @@ mod tests {
             task("z", &[]),
         ])
         .unwrap();
-        let dag = Dag {
-            dag_id: crate::dag::DagId::parse("d").unwrap(),
-            description: None,
-            schedule: Schedule::Manual,
-            start_date: None,
-            end_date: None,
-            catchup: false,
-            tags: Vec::new(),
-            params: Default::default(),
-            max_active_runs: 16,
-            max_active_tasks: 16,
-            dagrun_timeout: None,
-            is_paused_upon_creation: None,
-            doc_md: None,
-            tasks,
-        };
+        let dag = Dag::new(crate::dag::DagId::parse("d").unwrap(), tasks);
         assert_eq!(roots(&dag), vec![&tid("a"), &tid("z")]);
         assert_eq!(descendants(&dag, "a"), vec![tid("b"), tid("c")]);
         assert_eq!(ancestors(&dag, "c"), vec![tid("a"), tid("b")]);

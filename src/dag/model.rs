@@ -370,6 +370,27 @@ pub struct Dag {
 }
 
 impl Dag {
+    /// A DAG with the YAML format's defaults for everything but its id and tasks (manual
+    /// schedule, no dates, no catchup, 16 active runs and tasks).
+    pub fn new(dag_id: DagId, tasks: Vec<Task>) -> Dag {
+        Dag {
+            dag_id,
+            description: None,
+            schedule: Schedule::Manual,
+            start_date: None,
+            end_date: None,
+            catchup: false,
+            tags: Vec::new(),
+            params: serde_json::Map::new(),
+            max_active_runs: 16,
+            max_active_tasks: 16,
+            dagrun_timeout: None,
+            is_paused_upon_creation: None,
+            doc_md: None,
+            tasks,
+        }
+    }
+
     pub fn task(&self, id: &str) -> Option<&Task> {
         self.tasks.iter().find(|t| t.task_id.as_str() == id)
     }

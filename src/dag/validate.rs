@@ -100,22 +100,10 @@ pub fn validate_document(root: &Node, source: &Source<'_>) -> Validated {
             warnings: r.warnings,
         };
     };
-    let mut dag = Dag {
-        dag_id: DagId::parse("_").unwrap_or_else(|_| unreachable!("`_` is a valid id")),
-        description: None,
-        schedule: Schedule::Manual,
-        start_date: None,
-        end_date: None,
-        catchup: false,
-        tags: Vec::new(),
-        params: serde_json::Map::new(),
-        max_active_runs: 16,
-        max_active_tasks: 16,
-        dagrun_timeout: None,
-        is_paused_upon_creation: None,
-        doc_md: None,
-        tasks: Vec::new(),
-    };
+    let mut dag = Dag::new(
+        DagId::parse("_").unwrap_or_else(|_| unreachable!("`_` is a valid id")),
+        Vec::new(),
+    );
     let mut dag_id: Option<DagId> = None;
     let mut saw_schema = false;
     let mut tasks_node = None;

@@ -92,6 +92,19 @@ pub fn next_run(
     }
 }
 
+/// The earliest tick a next run can take: the first after the last run's, or the first at or
+/// after the start date.
+fn first_candidate(
+    c: &cron::Schedule,
+    start: DateTime<Utc>,
+    last: Option<DateTime<Utc>>,
+) -> Option<DateTime<Utc>> {
+    match last {
+        Some(last) => c.after(&last).next(),
+        None => tick_at_or_after(c, start),
+    }
+}
+
 fn next_trigger(
     c: &cron::Schedule,
     start: DateTime<Utc>,
@@ -99,11 +112,7 @@ fn next_trigger(
     now: DateTime<Utc>,
     catchup: bool,
 ) -> Option<PlannedRun> {
-    // Earliest candidate: the first tick after the last run, or at/after the start date.
-    let mut t = match last {
-        Some(last) => c.after(&last).next()?,
-        None => tick_at_or_after(c, start)?,
-    };
+    let mut t = first_candidate(c, start, last)?;
     if !catchup {
         // Skip to the latest tick that is already due, if that is later.
         if let Some(latest) = tick_at_or_before(c, now) {
@@ -122,10 +131,7 @@ fn next_interval(
     now: DateTime<Utc>,
     catchup: bool,
 ) -> Option<PlannedRun> {
-    let mut a = match last {
-        Some(last) => c.after(&last).next()?,
-        None => tick_at_or_after(c, start)?,
-    };
+    let mut a = first_candidate(c, start, last)?;
     if !catchup {
         // The latest complete interval ends at the last tick <= now and starts one tick before.
         if let Some(b) = tick_at_or_before(c, now) {
@@ -150,23 +156,13 @@ mod tests {
 
     fn dag(expr: &str, cron: &str, start: &str, catchup: bool) -> Dag {
         Dag {
-            dag_id: DagId::parse("d").unwrap(),
-            description: None,
             schedule: Schedule::Cron {
                 expr: expr.into(),
                 cron: cron.into(),
             },
             start_date: Some(at(start)),
-            end_date: None,
             catchup,
-            tags: vec![],
-            params: Default::default(),
-            max_active_runs: 16,
-            max_active_tasks: 16,
-            dagrun_timeout: None,
-            is_paused_upon_creation: None,
-            doc_md: None,
-            tasks: vec![],
+            ..Dag::new(DagId::parse("d").unwrap(), vec![])
         }
     }
 

@@ -46,9 +46,7 @@ use std::time::Duration as StdDuration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use updraft::app::Roles;
-use updraft::dag::{
-    Arg, Dag, DagBag, DagId, Duration, LoadedDag, OperatorName, Schedule, Task, TaskId,
-};
+use updraft::dag::{Arg, Dag, DagBag, DagId, Duration, LoadedDag, OperatorName, Task, TaskId};
 use updraft::settings::EngineSettings;
 
 /// A task for hand-built DAGs (the YAML loader has its own tests).
@@ -87,20 +85,9 @@ pub fn empty(id: &str, upstream: &[&str]) -> Task {
 pub fn dag(id: &str, tasks: Vec<Task>) -> Dag {
     let tasks = updraft::dag::graph::build(tasks).expect("test DAGs are valid");
     Dag {
-        dag_id: DagId::parse(id).unwrap(),
-        description: None,
-        schedule: Schedule::Manual,
-        start_date: None,
-        end_date: None,
-        catchup: false,
-        tags: vec![],
-        params: Default::default(),
-        max_active_runs: 16,
         max_active_tasks: 64,
-        dagrun_timeout: None,
         is_paused_upon_creation: Some(false),
-        doc_md: None,
-        tasks,
+        ..Dag::new(DagId::parse(id).unwrap(), tasks)
     }
 }
 

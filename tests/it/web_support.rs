@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use updraft::dag::{Dag, DagBag, DagId, LoadedDag, OperatorName, Schedule, Task, TaskId};
+use updraft::dag::{Dag, DagBag, DagId, LoadedDag, OperatorName, Task, TaskId};
 use updraft::web::{self, AppState, WebSettings};
 
 use crate::helpers::{fresh_db, TestDb};
@@ -251,20 +251,11 @@ pub fn sample_dag(dag_id: &str, tags: &[&str]) -> Dag {
     params.insert("target".into(), "warehouse".into());
     params.insert("batch".into(), 10.into());
     Dag {
-        dag_id: DagId::parse(dag_id).unwrap(),
         description: Some(format!("{dag_id} moves data")),
-        schedule: Schedule::Manual,
-        start_date: None,
-        end_date: None,
-        catchup: false,
         tags: tags.iter().map(|t| t.to_string()).collect(),
         params,
-        max_active_runs: 16,
-        max_active_tasks: 16,
-        dagrun_timeout: None,
         is_paused_upon_creation: Some(false),
-        doc_md: None,
-        tasks,
+        ..Dag::new(DagId::parse(dag_id).unwrap(), tasks)
     }
 }
 
@@ -334,8 +325,8 @@ pub async fn finish_run(pool: &PgPool, run_pk: i64, state: &str) {
         .unwrap();
 }
 
-pub async fn add_log(pool: &PgPool, ti_id: i64, try_number: i32, lines: &[&str]) {
-    let lines: Vec<String> = lines.iter().map(|s| s.to_string()).collect();
+pub async fn add_log(pool: &PgPool, ti_id: i64, try_number: i32, lines: &[impl AsRef<str>]) {
+    let lines: Vec<&str> = lines.iter().map(AsRef::as_ref).collect();
     sqlx::query(
         "INSERT INTO task_logs (ti_id, try_number, at, stream, line) SELECT $1, $2, now(), 'stdout', l FROM unnest($3::text[]) WITH ORDINALITY u(l, o) ORDER BY o",
     )
