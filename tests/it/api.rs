@@ -414,13 +414,7 @@ async fn task_instances_and_logs() {
     let pk = start_run(app.pool(), "etl", "r1", &["extract", "load"]).await;
     let ti = set_task(app.pool(), pk, "extract", "running").await;
     let lines: Vec<String> = (1..=1200).map(|i| format!("row {i}")).collect();
-    add_log(
-        app.pool(),
-        ti,
-        1,
-        &lines.iter().map(String::as_str).collect::<Vec<_>>(),
-    )
-    .await;
+    add_log(app.pool(), ti, 1, &lines).await;
 
     let (_, body) = get(&app, &token, "/api/v2/dags/etl/dagRuns/r1/taskInstances").await;
     let tis = body["task_instances"].as_array().unwrap();

@@ -96,6 +96,16 @@ async fn worker_killed_mid_task_is_retried_after_its_lease_expires() {
     assert_eq!(reaped, 1, "the reaper says why try 1 failed");
 }
 
+/// Sends SIGTERM to a worker and waits for it to exit.
+async fn terminate(mut child: Child) -> std::process::ExitStatus {
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 fn spawn_worker_with_grace(db_url: &str, dags: &std::path::Path, grace: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_updraft"))
         .arg("worker")
@@ -136,14 +146,10 @@ async fn sigterm_lets_a_running_task_finish_within_the_grace_period() {
     .await;
     let folder = empty_folder();
     let scheduler = Engine::start(&db.pool, fast_settings(folder.path()), 1, 0);
-    let mut child = spawn_worker_with_grace(&db.url, folder.path(), "30s");
+    let child = spawn_worker_with_grace(&db.url, folder.path(), "30s");
     let run_id = trigger(&db.pool, "graceful", serde_json::json!({})).await;
     wait_running(&db.pool, "graceful", &run_id, "work").await;
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = terminate(child).await;
     assert!(status.success(), "the worker exits cleanly: {status:?}");
     assert_eq!(
         wait_run(&db.pool, "graceful", &run_id, Duration::from_secs(5)).await,
@@ -166,14 +172,10 @@ async fn past_the_grace_period_the_task_is_handed_back_untried() {
     .await;
     let folder = empty_folder();
     let scheduler = Engine::start(&db.pool, fast_settings(folder.path()), 1, 0);
-    let mut child = spawn_worker_with_grace(&db.url, folder.path(), "500ms");
+    let child = spawn_worker_with_grace(&db.url, folder.path(), "500ms");
     let run_id = trigger(&db.pool, "handback", serde_json::json!({})).await;
     wait_running(&db.pool, "handback", &run_id, "work").await;
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = terminate(child).await;
     assert!(status.success(), "{status:?}");
     // Back in the queue, with the interrupted try not counted against its retries.
     assert_eq!(

@@ -140,9 +140,7 @@ async fn rows(pool: &sqlx::PgPool) -> (i64, BTreeMap<String, (uuid::Uuid, Vec<Op
 pub fn env_for(stub: &RandomUserStub, kafka: &EmbeddedKafka, db_url: &str) -> OperatorEnv {
     OperatorEnv {
         datasource_url: Some(stub.url()),
-        kafka_bootstrap_servers: Some(kafka.bootstrap_servers()),
-        sink_postgres_url: Some(db_url.to_string()),
-        ..Default::default()
+        ..sink_env(kafka, db_url)
     }
 }
 

@@ -118,13 +118,7 @@ async fn task_log_pages_streams_and_downloads() {
     let pk = start_run(app.pool(), "etl", &run.run_id, &["extract"]).await;
     let ti = set_task(app.pool(), pk, "extract", "running").await;
     let lines: Vec<String> = (1..=1500).map(|i| format!("line {i}")).collect();
-    add_log(
-        app.pool(),
-        ti,
-        1,
-        &lines.iter().map(String::as_str).collect::<Vec<_>>(),
-    )
-    .await;
+    add_log(app.pool(), ti, 1, &lines).await;
     let base = format!(
         "/dags/etl/runs/{}/tasks/extract/logs/1",
         run.run_id.replace(':', "%3A").replace('+', "%2B")
