@@ -1228,11 +1228,12 @@ def main() -> None:
     )
     task_runner.SUPERVISOR_COMMS = comms
 
-    dag = build_dag()
     runtimes = {}
     for name in TI_SPECS:
         get_previous_dagrun_success.cache_clear()
-        runtimes[name] = build_runtime(name, dag, comms)
+        # A fresh DAG per context, as each worker process parses the DAG file anew: building a
+        # context mutates the task's Param objects (process_params applies dag_run.conf to them).
+        runtimes[name] = build_runtime(name, build_dag(), comms)
 
     cases = []
     seen = set()
