@@ -5,5 +5,5 @@
 async fn main() -> anyhow::Result<()> {
     let url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    updraft::bench_web::run(&url).await
+    updraft::bench::web::run(&url).await
 }

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::path::{Component, Path};
 
 use super::model::{Arg, TaskId};
-use super::validate::{key_str, Loader, Report};
+use super::read::{key_str, Loader, Report};
 use super::yaml::{Node, NodeKind};
 
 const MARKERS: [&str; 6] = ["$t", "$template", "$x", "$xcom", "$const", "$f"];

@@ -183,7 +183,7 @@ fn walk(dag: &Dag, start: &str, next: impl Fn(&Task) -> &Vec<TaskId>) -> Vec<Tas
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dag::model::OperatorName;
+    use crate::operators::OperatorName;
 
     fn tid(s: &str) -> TaskId {
         TaskId::parse(s).unwrap()

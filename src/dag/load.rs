@@ -4,48 +4,14 @@
 //! appearing would be more confusing than none.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::model::{Dag, DagId};
-use super::validate::{validate_document, Source};
+use super::read::{DagError, Source};
+use super::validate::validate_document;
 use super::yaml;
-
-/// One problem in a DAG file, with where it is and what to do about it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct DagError {
-    /// The file as shown to users, relative to the DAGs folder; later documents are `file[doc N]`.
-    pub file: String,
-    pub line: Option<u32>,
-    pub column: Option<u32>,
-    pub dag_id: Option<String>,
-    pub task_id: Option<String>,
-    pub field: Option<String>,
-    pub message: String,
-}
-
-impl fmt::Display for DagError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file)?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-            if let Some(col) = self.column {
-                write!(f, ":{col}")?;
-            }
-        }
-        write!(f, ": ")?;
-        if let Some(task) = &self.task_id {
-            write!(f, "task `{task}`: ")?;
-        }
-        if let Some(field) = &self.field {
-            write!(f, "`{field}`: ")?;
-        }
-        write!(f, "{}", self.message)
-    }
-}
 
 /// A DAG that loaded, with where it came from.
 #[derive(Clone, Debug)]

@@ -12,19 +12,21 @@
 //! - [`model`], [`duration`]: the domain types a validated DAG is made of.
 
 mod args;
-pub mod duration;
 pub mod graph;
 pub mod load;
 pub mod model;
+pub mod read;
 pub mod schedule;
 pub mod schema;
 mod task;
 pub mod validate;
 pub mod yaml;
 
-pub use duration::Duration;
-pub use load::{parse_source, watch, DagBag, DagError, LoadedDag, ParsedFile};
+pub use crate::core::{Duration, Schedule, TriggerRule};
+pub use crate::operators::OperatorName;
+pub use load::{parse_source, watch, DagBag, LoadedDag, ParsedFile};
 pub use model::*;
+pub use read::DagError;
 pub use schema::json_schema;
 
 #[cfg(test)]

@@ -8,7 +8,8 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::duration::Duration;
+use crate::core::{Duration, RetryPolicy, Schedule, Timetable, TriggerRule};
+use crate::operators::OperatorName;
 
 fn check_key(kind: &str, s: &str) -> Result<(), String> {
     if s.is_empty() {
@@ -76,154 +77,6 @@ macro_rules! key_newtype {
 }
 key_newtype!(DagId, "dag_id");
 key_newtype!(TaskId, "task id");
-
-/// When a DAG runs on its own.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Schedule {
-    /// `schedule: null` or absent: only manual, API and CLI triggers.
-    Manual,
-    /// `@once`: a single run at `start_date` (or as soon as the DAG is seen, if later).
-    Once,
-    /// A 5-field cron expression as Airflow writes it, or a preset (`@daily`, ...).
-    /// `expr` is what the file says; `cron` is the translated 6-field expression for the
-    /// `cron` crate (seconds first, weekdays counted 1..7 from Sunday).
-    Cron { expr: String, cron: String },
-}
-
-impl Schedule {
-    /// What the UI and API show: `null` for manual, otherwise the expression as written.
-    pub fn display(&self) -> Option<String> {
-        match self {
-            Schedule::Manual => None,
-            Schedule::Once => Some("@once".into()),
-            Schedule::Cron { expr, .. } => Some(expr.clone()),
-        }
-    }
-}
-
-/// Airflow's trigger rules (`airflow.utils.trigger_rule.TriggerRule`, 3.x).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum TriggerRule {
-    #[default]
-    AllSuccess,
-    AllFailed,
-    AllDone,
-    AllDoneMinOneSuccess,
-    AllSkipped,
-    OneSuccess,
-    OneFailed,
-    OneDone,
-    NoneFailed,
-    NoneFailedMinOneSuccess,
-    NoneSkipped,
-    Always,
-}
-
-impl TriggerRule {
-    pub const ALL: [(&'static str, TriggerRule); 12] = [
-        ("all_success", TriggerRule::AllSuccess),
-        ("all_failed", TriggerRule::AllFailed),
-        ("all_done", TriggerRule::AllDone),
-        (
-            "all_done_min_one_success",
-            TriggerRule::AllDoneMinOneSuccess,
-        ),
-        ("all_skipped", TriggerRule::AllSkipped),
-        ("one_success", TriggerRule::OneSuccess),
-        ("one_failed", TriggerRule::OneFailed),
-        ("one_done", TriggerRule::OneDone),
-        ("none_failed", TriggerRule::NoneFailed),
-        (
-            "none_failed_min_one_success",
-            TriggerRule::NoneFailedMinOneSuccess,
-        ),
-        ("none_skipped", TriggerRule::NoneSkipped),
-        ("always", TriggerRule::Always),
-    ];
-
-    pub fn parse(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .iter()
-            .find(|(name, _)| *name == s)
-            .map(|(_, r)| *r)
-            .ok_or_else(|| {
-                let names: Vec<_> = Self::ALL.iter().map(|(n, _)| *n).collect();
-                format!(
-                    "unknown trigger_rule `{s}`; use one of: {}",
-                    names.join(", ")
-                )
-            })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(_, r)| *r == self)
-            .map(|(n, _)| *n)
-            .unwrap_or("all_success")
-    }
-}
-
-/// The operators updraft implements. A closed set, dispatched by one `match` in
-/// `crate::operators`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OperatorName {
-    Bash,
-    Empty,
-    Http,
-    Fetch,
-    Publish,
-    Sink,
-}
-
-impl OperatorName {
-    /// Every `uses:` name updraft accepts, with the operator it selects. updraft's own names
-    /// first, then the Airflow class paths it implements natively.
-    pub const USES: [(&'static str, OperatorName); 12] = [
-        ("updraft.bash", OperatorName::Bash),
-        ("updraft.empty", OperatorName::Empty),
-        ("updraft.http", OperatorName::Http),
-        ("updraft.fetch", OperatorName::Fetch),
-        ("updraft.publish", OperatorName::Publish),
-        ("updraft.sink", OperatorName::Sink),
-        (
-            "airflow.providers.standard.operators.bash.BashOperator",
-            OperatorName::Bash,
-        ),
-        ("airflow.operators.bash.BashOperator", OperatorName::Bash),
-        (
-            "airflow.providers.standard.operators.empty.EmptyOperator",
-            OperatorName::Empty,
-        ),
-        ("airflow.operators.empty.EmptyOperator", OperatorName::Empty),
-        (
-            "airflow.providers.http.operators.http.HttpOperator",
-            OperatorName::Http,
-        ),
-        (
-            "airflow.providers.http.operators.http.SimpleHttpOperator",
-            OperatorName::Http,
-        ),
-    ];
-
-    pub fn from_uses(uses: &str) -> Option<Self> {
-        Self::USES.iter().find(|(n, _)| *n == uses).map(|(_, o)| *o)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OperatorName::Bash => "bash",
-            OperatorName::Empty => "empty",
-            OperatorName::Http => "http",
-            OperatorName::Fetch => "fetch",
-            OperatorName::Publish => "publish",
-            OperatorName::Sink => "sink",
-        }
-    }
-}
 
 /// A value inside a task's `with:`. Literal unless a marker said otherwise; markers are
 /// resolved when the task runs (`crate::operators::context`).
@@ -293,6 +146,18 @@ impl Arg {
     }
 }
 
+/// Checks a task's `with:` against its operator at parse time (see
+/// [`crate::operators::check_with`]): `(field, message)` pairs, empty when all is well.
+pub fn check_with(op: OperatorName, args: &Arg) -> Vec<(String, String)> {
+    let keys = args.keys();
+    let literal = args.is_literal().then(|| args.to_literal_json());
+    let with = crate::operators::WithArgs {
+        keys: &keys,
+        literal: literal.as_ref(),
+    };
+    crate::operators::check_with(op, with)
+}
+
 /// A validated task.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Task {
@@ -322,6 +187,16 @@ impl Task {
     /// Airflow's default retry delay (`[core] default_task_retry_delay`): 300 s.
     pub fn default_retry_delay() -> Duration {
         Duration::from_secs(300)
+    }
+
+    /// When a failed try of this task runs again.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            retries: self.retries,
+            retry_delay: self.retry_delay,
+            exponential_backoff: self.retry_exponential_backoff,
+            max_retry_delay: self.max_retry_delay,
+        }
     }
 
     /// A task with Airflow's defaults for everything but its id and operator (`uses` is
@@ -391,6 +266,16 @@ impl Dag {
         }
     }
 
+    /// What the planner needs to say when this DAG runs next.
+    pub fn timetable(&self) -> Timetable<'_> {
+        Timetable {
+            schedule: &self.schedule,
+            start_date: self.start_date,
+            end_date: self.end_date,
+            catchup: self.catchup,
+        }
+    }
+
     pub fn task(&self, id: &str) -> Option<&Task> {
         self.tasks.iter().find(|t| t.task_id.as_str() == id)
     }
@@ -420,34 +305,6 @@ mod tests {
         assert!(DagId::parse("").unwrap_err().contains("empty"));
         assert!(DagId::parse("has space").unwrap_err().contains("` `"));
         assert!(TaskId::parse("x".repeat(251)).unwrap_err().contains("250"));
-    }
-
-    #[test]
-    fn trigger_rules_round_trip() {
-        for (name, rule) in TriggerRule::ALL {
-            assert_eq!(TriggerRule::parse(name).unwrap(), rule);
-            assert_eq!(rule.as_str(), name);
-            assert_eq!(serde_json::to_value(rule).unwrap(), serde_json::json!(name));
-        }
-        assert!(TriggerRule::parse("all_sucess")
-            .unwrap_err()
-            .contains("all_success"));
-    }
-
-    #[test]
-    fn operator_names() {
-        assert_eq!(
-            OperatorName::from_uses("airflow.providers.standard.operators.bash.BashOperator"),
-            Some(OperatorName::Bash)
-        );
-        assert_eq!(
-            OperatorName::from_uses("updraft.fetch"),
-            Some(OperatorName::Fetch)
-        );
-        assert_eq!(
-            OperatorName::from_uses("airflow.providers.amazon.S3Operator"),
-            None
-        );
     }
 
     #[test]

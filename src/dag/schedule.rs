@@ -5,7 +5,7 @@
 
 use std::str::FromStr;
 
-use super::model::Schedule;
+use crate::core::Schedule;
 
 const FORM: &str = "write five fields `minute hour day-of-month month day-of-week`, \
 e.g. `0 3 * * *` or `*/15 9-17 * * MON-FRI`, or a preset (@once, @hourly, @daily, @weekly, \

@@ -11,10 +11,10 @@
 use schemars::generate::SchemaSettings;
 use serde_json::{json, Map, Value};
 
-use super::duration::Duration;
-use super::model::{OperatorName, TriggerRule};
 use super::task::{TASK_ARGS_IGNORED, TASK_ARGS_WARNED};
 use super::validate::{DAG_ARGS_IGNORED, DAG_ARGS_WARNED, SCHEMA_URL, SCHEMA_VERSION};
+use crate::core::{Duration, TriggerRule};
+use crate::operators::OperatorName;
 
 /// Where the shipped copy lives, relative to the crate root.
 pub const SCHEMA_FILE: &str = "schema/updraft-dag.schema.json";

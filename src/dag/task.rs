@@ -6,11 +6,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::args::{self, ArgScope};
-use super::model::{OperatorName, Task, TaskId, TriggerRule};
-use super::validate::{
-    boolean, count, duration, is_callback, key_str, opt, string, Report, Source,
-};
+use super::model::{Task, TaskId};
+use super::read::{boolean, count, duration, is_callback, key_str, opt, string, Report, Source};
 use super::yaml::{Node, NodeKind};
+use crate::core::TriggerRule;
+use crate::operators::OperatorName;
 
 /// A task that validated, with the position of its `id` (for graph errors).
 pub(crate) struct Draft {
@@ -296,7 +296,7 @@ fn validate_task(
     if let Some((op, uses, uses_node)) = operator {
         task.operator = op;
         task.uses = uses;
-        for (field, message) in crate::operators::check_with(op, &task.args) {
+        for (field, message) in super::model::check_with(op, &task.args) {
             let at = field
                 .strip_prefix("with.")
                 .and_then(|name| {

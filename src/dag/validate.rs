@@ -6,30 +6,18 @@
 //! Top-level keys live here; tasks and templates in [`super::task`], `with:` values and their
 //! markers in [`super::args`], the graph in [`super::graph`].
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
-
-use super::duration::Duration;
-use super::load::DagError;
-use super::model::{Dag, DagId, Schedule};
+use super::model::{Dag, DagId};
+use super::read::{
+    boolean, count, datetime, duration, is_callback, key_str, opt, string, DagError, Report, Source,
+};
 use super::yaml::{Node, NodeKind};
 use super::{graph, schedule, task};
+use crate::core::Schedule;
 
 /// The `$schema` version this build reads.
 pub const SCHEMA_VERSION: &str = "2026-10-30";
 /// The `$schema` value files should carry.
 pub const SCHEMA_URL: &str = "https://airflow.apache.org/schemas/dag/2026-10-30.json";
-
-/// Reads the content of a `$f` file, given its path relative to the DAGs folder.
-pub type Loader<'a> = &'a dyn Fn(&str) -> std::io::Result<String>;
-
-/// Where a document comes from.
-pub struct Source<'a> {
-    /// The file as users see it: the relative path, `path[doc N]` for later documents.
-    pub label: String,
-    /// The file's path relative to the DAGs folder (for `$f`).
-    pub rel_path: &'a str,
-    pub loader: Loader<'a>,
-}
 
 /// What validating one document gives: the DAG when there were no errors.
 #[derive(Debug, Default)]
@@ -37,49 +25,6 @@ pub struct Validated {
     pub dag: Option<Dag>,
     pub errors: Vec<DagError>,
     pub warnings: Vec<DagError>,
-}
-
-/// Collects errors and warnings for one document. `task` is the task being validated, if any,
-/// and is stamped on every entry pushed meanwhile.
-pub(crate) struct Report {
-    pub label: String,
-    pub task: Option<String>,
-    pub errors: Vec<DagError>,
-    pub warnings: Vec<DagError>,
-}
-
-impl Report {
-    pub fn new(label: String) -> Self {
-        Report {
-            label,
-            task: None,
-            errors: Vec::new(),
-            warnings: Vec::new(),
-        }
-    }
-
-    fn entry(&self, node: Option<&Node>, field: &str, message: String) -> DagError {
-        DagError {
-            file: self.label.clone(),
-            line: node.map(|n| n.line),
-            column: node.map(|n| n.column),
-            dag_id: None,
-            task_id: self.task.clone(),
-            field: (!field.is_empty()).then(|| field.to_string()),
-            message,
-        }
-    }
-
-    /// An error at `node` about `field` (empty for none).
-    pub fn error(&mut self, node: &Node, field: &str, message: impl Into<String>) {
-        let e = self.entry(Some(node), field, message.into());
-        self.errors.push(e);
-    }
-
-    pub fn warning(&mut self, node: Option<&Node>, field: &str, message: impl Into<String>) {
-        let w = self.entry(node, field, message.into());
-        self.warnings.push(w);
-    }
 }
 
 /// Validates one document.
@@ -263,153 +208,6 @@ pub(crate) const DAG_ARGS_WARNED: &[&str] = &[
     "max_consecutive_failed_dag_runs",
     "deadline",
 ];
-
-pub(crate) fn is_callback(k: &str) -> bool {
-    (k.starts_with("on_") && k.ends_with("_callback")) || k == "sla_miss_callback"
-}
-
-/// A mapping key as text; a non-string key is an error (a hint for YAML 1.1 booleans).
-pub(crate) fn key_str<'n>(r: &mut Report, key: &'n Node) -> Option<&'n str> {
-    if let Some(s) = key.as_str() {
-        return Some(s);
-    }
-    let text = key.scalar_text().unwrap_or_default();
-    let hint = if matches!(key.kind, NodeKind::Bool(_)) {
-        " (YAML 1.1 reads unquoted yes/no/on/off as booleans)"
-    } else {
-        ""
-    };
-    r.error(
-        key,
-        "",
-        format!(
-            "key `{text}` is {}{hint}; write it as a quoted string",
-            key.type_name()
-        ),
-    );
-    None
-}
-
-/// `None` for a null value, otherwise what `f` makes of it.
-pub(crate) fn opt<T>(node: &Node, f: impl FnOnce(&Node) -> Option<T>) -> Option<T> {
-    if node.is_null() {
-        None
-    } else {
-        f(node)
-    }
-}
-
-pub(crate) fn string(r: &mut Report, node: &Node, field: &str) -> Option<String> {
-    match node.as_str() {
-        Some(s) => Some(s.to_string()),
-        None => {
-            r.error(
-                node,
-                field,
-                format!(
-                    "`{field}` must be a string, got {}; quote it",
-                    node.type_name()
-                ),
-            );
-            None
-        }
-    }
-}
-
-pub(crate) fn boolean(r: &mut Report, node: &Node, field: &str) -> Option<bool> {
-    match node.kind {
-        NodeKind::Bool(b) => Some(b),
-        _ => {
-            r.error(
-                node,
-                field,
-                format!("`{field}` must be true or false, got {}", node.type_name()),
-            );
-            None
-        }
-    }
-}
-
-/// A non-negative integer that fits in `u32`.
-pub(crate) fn count(r: &mut Report, node: &Node, field: &str) -> Option<u32> {
-    match node.kind {
-        NodeKind::Int(i) if (0..=u32::MAX as i64).contains(&i) => Some(i as u32),
-        _ => {
-            let got = node
-                .scalar_text()
-                .unwrap_or_else(|| node.type_name().to_string());
-            r.error(
-                node,
-                field,
-                format!("`{field}` must be a whole number, 0 or more; got `{got}`"),
-            );
-            None
-        }
-    }
-}
-
-pub(crate) fn duration(r: &mut Report, node: &Node, field: &str) -> Option<Duration> {
-    let parsed = match &node.kind {
-        NodeKind::Int(i) => Duration::from_secs_f64(*i as f64),
-        NodeKind::Float(f) => Duration::from_secs_f64(*f),
-        NodeKind::Str(s) => s.parse(),
-        _ => Err(format!(
-            "expected a duration like `30s`, `5m`, `1h30m`, `1d`, `PT5M` or a number of seconds, got {}",
-            node.type_name()
-        )),
-    };
-    parsed
-        .map_err(|e| r.error(node, field, format!("`{field}`: {e}")))
-        .ok()
-}
-
-/// A date (midnight UTC) or a timestamp; naive timestamps are UTC, as Airflow's default
-/// timezone is.
-pub(crate) fn datetime(r: &mut Report, node: &Node, field: &str) -> Option<DateTime<Utc>> {
-    let parsed = match &node.kind {
-        NodeKind::Date(s) | NodeKind::DateTime(s) | NodeKind::Str(s) => parse_datetime(s),
-        _ => None,
-    };
-    if parsed.is_none() {
-        let got = node
-            .scalar_text()
-            .unwrap_or_else(|| node.type_name().to_string());
-        r.error(
-            node,
-            field,
-            format!("`{field}` must be a date like `2024-01-01` or a timestamp like `2024-01-01T10:00:00Z`; got `{got}`"),
-        );
-    }
-    parsed
-}
-
-/// The YAML 1.1 timestamp forms (`2024-1-1 10:00:00.5 +2`), plus RFC 3339.
-pub fn parse_datetime(s: &str) -> Option<DateTime<Utc>> {
-    let s = s.trim();
-    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return Some(Utc.from_utc_datetime(&d.and_time(NaiveTime::MIN)));
-    }
-    if let Ok(d) = DateTime::parse_from_rfc3339(s) {
-        return Some(d.with_timezone(&Utc));
-    }
-    let split = s.find(['T', 't', ' ', '\t'])?;
-    let (date, rest) = (&s[..split], s[split + 1..].trim_start());
-    let date = NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
-    // The offset starts at `Z`, `+` or `-` after the time of day.
-    let tz_at = rest.find(['Z', '+', '-']).unwrap_or(rest.len());
-    let (time, tz) = (rest[..tz_at].trim_end(), &rest[tz_at..]);
-    let time = NaiveTime::parse_from_str(time, "%H:%M:%S%.f").ok()?;
-    let naive = NaiveDateTime::new(date, time);
-    let offset_secs: i64 = match tz {
-        "" | "Z" => 0,
-        _ => {
-            let sign = if tz.starts_with('-') { -1 } else { 1 };
-            let (h, m) = tz[1..].split_once(':').unwrap_or((&tz[1..], "0"));
-            sign * (h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60)
-        }
-    };
-    Some(Utc.from_utc_datetime(&(naive - chrono::Duration::seconds(offset_secs))))
-}
 
 fn check_schema(r: &mut Report, value: &Node) {
     let text = match &value.kind {

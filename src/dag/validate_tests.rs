@@ -1,7 +1,8 @@
 //! Validation of single documents, through `parse_source` (no disk).
 
+use crate::core::{Schedule, TriggerRule};
 use crate::dag::load::{parse_source, ParsedFile};
-use crate::dag::model::{Arg, Schedule, TriggerRule};
+use crate::dag::model::Arg;
 
 const HEAD: &str = "$schema: https://airflow.apache.org/schemas/dag/2026-10-30.json\n";
 const BASH: &str = "airflow.providers.standard.operators.bash.BashOperator";

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
-use crate::operators::context::LogLine;
+use crate::core::LogLine;
 
 pub async fn append(
     pool: &PgPool,

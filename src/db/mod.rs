@@ -21,7 +21,7 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> 
         .map_err(|e| {
             anyhow::anyhow!(
                 "could not connect to Postgres at {}: {e}. Is it running, and does DATABASE_URL point at it?",
-                crate::operators::context::mask_uri(url)
+                crate::core::log::mask_uri(url)
             )
         })?;
     Ok(pool)
@@ -36,7 +36,9 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("database migration failed: {e}"))
 }
 
+pub mod admin;
 pub mod dags;
+pub mod listen;
 pub mod logs;
 pub mod runs;
 pub mod scheduling;

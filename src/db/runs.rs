@@ -3,6 +3,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
+use crate::core::{RunState, RunType, TaskState};
+
 /// Why a trigger was refused; each variant is something the caller can act on.
 #[derive(Debug, thiserror::Error)]
 pub enum TriggerError {
@@ -35,12 +37,12 @@ pub struct RunRow {
     pub id: i64,
     pub dag_id: String,
     pub run_id: String,
-    pub run_type: String,
+    pub run_type: RunType,
     pub logical_date: DateTime<Utc>,
     pub data_interval_start: DateTime<Utc>,
     pub data_interval_end: DateTime<Utc>,
     pub run_after: DateTime<Utc>,
-    pub state: String,
+    pub state: RunState,
     pub conf: serde_json::Value,
     pub note: Option<String>,
     pub version_id: i64,
@@ -141,7 +143,7 @@ pub async fn get(pool: &PgPool, dag_id: &str, run_id: &str) -> sqlx::Result<Opti
 pub struct TaskStateRow {
     pub id: i64,
     pub task_id: String,
-    pub state: String,
+    pub state: TaskState,
     pub try_number: i32,
     pub max_tries: i32,
     pub start_date: Option<DateTime<Utc>>,

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::tasks::SpecCache;
 use super::WORKER_CHANNEL;
-use crate::scheduler::planner::{self, PlannedRun};
+use crate::core::planner::{self, PlannedRun};
 
 /// DAGs that need their next run planned (new, changed, or unpaused after a pause).
 pub async fn plan_next_runs(
@@ -41,7 +41,7 @@ pub async fn plan_next_runs(
         .fetch_one(pool)
         .await?;
         let now = db_now(pool).await?;
-        let next = planner::next_run(&dag, last, now, data_intervals);
+        let next = planner::next_run(&dag.timetable(), last, now, data_intervals);
         store_next(pool, &dag_id, version_id, next).await?;
         planned += 1;
     }
@@ -151,7 +151,7 @@ pub async fn create_due_runs(
         .rows_affected();
         created += inserted as usize;
         let now = db_now(&mut *tx).await?;
-        let next = planner::next_run(&dag, Some(logical), now, data_intervals);
+        let next = planner::next_run(&dag.timetable(), Some(logical), now, data_intervals);
         store_next(&mut *tx, &dag_id, version_id, next).await?;
         tx.commit().await?;
     }
@@ -285,6 +285,15 @@ pub async fn enforce_run_timeouts(pool: &PgPool) -> sqlx::Result<usize> {
     }
     tx.commit().await?;
     Ok(runs.len())
+}
+
+/// Whether any scheduler has reported in the last 30 seconds.
+pub async fn scheduler_alive(pool: &PgPool) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM scheduler_heartbeats WHERE heartbeat_at > now() - interval '30 seconds')",
+    )
+    .fetch_one(pool)
+    .await
 }
 
 pub async fn scheduler_heartbeat(pool: &PgPool, id: Uuid, hostname: &str) -> sqlx::Result<()> {

@@ -8,9 +8,9 @@ use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use super::WORKER_CHANNEL;
-use crate::dag::{Dag, Duration};
-use crate::operators::context::LogLine;
-use crate::scheduler::rules::{decide, Decision, UpstreamCounts};
+use crate::core::trigger::{decide, Decision, UpstreamCounts};
+use crate::core::{Duration, LogLine};
+use crate::dag::Dag;
 
 /// A task instance a worker now holds the lease on, with what it needs to run it.
 #[derive(Debug, Clone, sqlx::FromRow)]

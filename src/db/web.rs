@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use super::runs::RunRow;
+use crate::core::{RunState, TaskState};
 
 /// Which DAGs a list shows. `text` matches dag_id or description, case-insensitively.
 #[derive(Debug, Clone, Default)]
@@ -38,7 +39,7 @@ pub struct DagRow {
     pub next_run_after: Option<DateTime<Utc>>,
     pub last_parsed_at: DateTime<Utc>,
     pub has_import_errors: bool,
-    pub recent_states: Vec<String>,
+    pub recent_states: Vec<RunState>,
     pub recent_run_ids: Vec<String>,
 }
 
@@ -249,7 +250,7 @@ pub struct TiRow {
     pub run_pk: i64,
     pub version_id: i64,
     pub task_id: String,
-    pub state: String,
+    pub state: TaskState,
     pub try_number: i32,
     pub max_tries: i32,
     pub start_date: Option<DateTime<Utc>>,
@@ -275,7 +276,7 @@ pub async fn task_instance(
 }
 
 /// The state and try number of a task instance, for live tails.
-pub async fn ti_state(pool: &PgPool, ti_id: i64) -> sqlx::Result<Option<(String, i32)>> {
+pub async fn ti_state(pool: &PgPool, ti_id: i64) -> sqlx::Result<Option<(TaskState, i32)>> {
     sqlx::query_as("SELECT state, try_number FROM task_instances WHERE id = $1")
         .bind(ti_id)
         .fetch_optional(pool)

@@ -1,5 +1,4 @@
-//! The built-in operators: a closed set, dispatched by one `match` on
-//! [`OperatorName`](crate::dag::OperatorName). Each operator lives in its own folder with the
+//! The built-in operators: a closed set, dispatched by one `match` on [`OperatorName`]. Each operator lives in its own folder with the
 //! same shape: `config.rs` (the `with:` struct, every field documented, `deny_unknown_fields`,
 //! typed durations, and a pure `validate` where types alone cannot say it), `run.rs` (the
 //! I/O; clients are built here, when a try starts, never during validation), `tests.rs`.
@@ -21,14 +20,16 @@ pub mod context;
 pub mod empty;
 pub mod fetch;
 pub mod http;
+pub mod kafka;
+mod name;
 pub mod publish;
 pub mod sink;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::de::DeserializeOwned;
 
-use crate::dag::{Arg, OperatorName};
-pub use context::{LogStream, OperatorEnv, TaskContext, TaskLog};
+pub use context::{OperatorEnv, TaskContext, TaskLog};
+pub use name::OperatorName;
 
 /// What a successful try leaves behind.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -67,10 +68,19 @@ pub fn with_schema(op: OperatorName, generator: &mut SchemaGenerator) -> Schema 
     }
 }
 
+/// A task's `with:` as the DAG file gives it, for the checks at parse time.
+#[derive(Clone, Copy, Debug)]
+pub struct WithArgs<'a> {
+    /// The top-level keys it names.
+    pub keys: &'a [&'a str],
+    /// The whole mapping as JSON when no marker (`$t`, `$x`, ...) appears in it.
+    pub literal: Option<&'a serde_json::Value>,
+}
+
 /// Checks a task's `with:` at parse time: every key must be one the operator knows, and a
 /// mapping without markers must deserialize into the operator's config. Returns
 /// `(field, message)` pairs; empty when all is well.
-pub fn check_with(op: OperatorName, args: &Arg) -> Vec<(String, String)> {
+pub fn check_with(op: OperatorName, args: WithArgs<'_>) -> Vec<(String, String)> {
     match op {
         OperatorName::Bash => check_config::<bash::Config>(op, args),
         OperatorName::Empty => check_config::<empty::Config>(op, args),
@@ -128,7 +138,7 @@ pub fn config_keys<C: JsonSchema>() -> Vec<String> {
 
 fn check_config<C: JsonSchema + DeserializeOwned>(
     op: OperatorName,
-    args: &Arg,
+    args: WithArgs<'_>,
 ) -> Vec<(String, String)> {
     check_config_with::<C>(op, args, |_| Vec::new())
 }
@@ -136,12 +146,12 @@ fn check_config<C: JsonSchema + DeserializeOwned>(
 /// Like `check_config`, plus the operator's own pure validation when `with:` is literal.
 fn check_config_with<C: JsonSchema + DeserializeOwned>(
     op: OperatorName,
-    args: &Arg,
+    args: WithArgs<'_>,
     validate: fn(&C) -> Vec<(String, String)>,
 ) -> Vec<(String, String)> {
     let known = config_keys::<C>();
     let mut errors = Vec::new();
-    for key in args.keys() {
+    for key in args.keys {
         if !known.iter().any(|k| k == key) {
             let hint = if known.is_empty() {
                 "it takes no arguments".to_string()
@@ -157,8 +167,8 @@ fn check_config_with<C: JsonSchema + DeserializeOwned>(
             ));
         }
     }
-    if errors.is_empty() && args.is_literal() {
-        match serde_json::from_value::<C>(args.to_literal_json()) {
+    if let (true, Some(literal)) = (errors.is_empty(), args.literal) {
+        match C::deserialize(literal) {
             Ok(config) => errors.extend(validate(&config)),
             Err(e) => errors.push((
                 "with".into(),

@@ -3,9 +3,7 @@
 //! runs. Any number of schedulers can share a database: every step is a compare-and-set or
 //! takes its rows with `SKIP LOCKED`.
 
-pub mod planner;
 pub mod processor;
-pub mod rules;
 
 use std::sync::Arc;
 
@@ -59,7 +57,7 @@ impl Scheduler {
         Scheduler {
             pool,
             id: Uuid::new_v4(),
-            hostname: crate::worker::hostname(),
+            hostname: crate::settings::hostname(),
             settings,
             specs,
             wake: Arc::new(Notify::new()),
@@ -77,7 +75,7 @@ impl Scheduler {
                 shutdown.clone(),
             ))
         });
-        tokio::spawn(crate::worker::listen_channel(
+        tokio::spawn(db::listen::listen_channel(
             self.pool.clone(),
             SCHEDULER_CHANNEL,
             self.wake.clone(),
@@ -158,7 +156,7 @@ impl Scheduler {
             };
             let retry = (e.try_number <= e.max_tries).then(|| {
                 dag.task(&e.task_id)
-                    .map(|t| rules::retry_delay(t, e.try_number as u32))
+                    .map(|t| t.retry_policy().delay_after(e.try_number as u32))
                     .unwrap_or_default()
             });
             let outcome = Finish::Failed { retry_after: retry };
@@ -176,11 +174,7 @@ impl Scheduler {
                     None => "The worker running this try stopped heartbeating; its lease expired. No tries left: FAILED".into(),
                 };
                 warn!(ti_id = e.ti_id, task_id = %e.task_id, try_number = e.try_number, "reaped an expired lease");
-                let line = crate::operators::context::LogLine {
-                    at: chrono::Utc::now(),
-                    stream: crate::operators::LogStream::System,
-                    text: message,
-                };
+                let line = crate::core::LogLine::system(message);
                 db::logs::append(&self.pool, e.ti_id, e.try_number, &[line]).await?;
             }
         }

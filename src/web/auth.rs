@@ -24,7 +24,7 @@ use sqlx::PgPool;
 use tokio::sync::Semaphore;
 
 use super::error::{ApiError, WebError};
-use super::pages::{render, Chrome};
+use super::page::{render, Chrome};
 use super::throttle::Throttled;
 use super::AppState;
 use crate::db::users;

@@ -7,7 +7,7 @@ use axum::http::{StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 
-use super::pages::Chrome;
+use super::page::Chrome;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebError {

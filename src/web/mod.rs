@@ -19,12 +19,15 @@ use axum::Router;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+use crate::settings::Settings;
+
 pub mod api;
 pub mod assets;
 pub mod auth;
 pub mod error;
 pub mod graph;
 pub mod metrics;
+pub mod page;
 pub mod pages;
 pub mod throttle;
 
@@ -48,14 +51,39 @@ pub struct WebSettings {
 
 impl WebSettings {
     pub fn new(bind: SocketAddr, dags_folder: PathBuf) -> Self {
+        WebSettings::from_settings(&Settings {
+            core: crate::settings::Core {
+                dags_folder,
+                ..Default::default()
+            },
+            webserver: crate::settings::Webserver {
+                host: bind.ip(),
+                port: bind.port(),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+    }
+
+    pub fn from_settings(settings: &Settings) -> Self {
+        let w = &settings.webserver;
         WebSettings {
-            bind,
-            dags_folder,
-            secure_cookies: false,
-            session_ttl: Duration::from_secs(12 * 3600),
-            token_ttl: Duration::from_secs(24 * 3600),
+            bind: SocketAddr::new(w.host, w.port),
+            dags_folder: settings.core.dags_folder.clone(),
+            secure_cookies: w.secure_cookies,
+            session_ttl: w.session_ttl.std(),
+            token_ttl: w.token_ttl.std(),
         }
     }
+}
+
+/// Binds the web server's listener, with a message that says what to do when the port is taken.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on {addr}: {e}; pass --port (env UPDRAFT_WEB_PORT, or [webserver] port in updraft.toml) to use another port"
+        )
+    })
 }
 
 /// What every handler can reach.

@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -17,11 +16,10 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, instrument, warn};
 use uuid::Uuid;
 
+use crate::core::{LogLine, LogStream, Secrets};
 use crate::db::tasks::{self, Claimed, Fence, Finish, FinishItem, Finished, SpecCache};
 use crate::db::{self, WORKER_CHANNEL};
-use crate::operators::context::{LogLine, LogStream};
 use crate::operators::{self, OperatorEnv, TaskContext, TaskLog};
-use crate::scheduler::rules::retry_delay;
 use crate::settings::EngineSettings;
 
 /// Why a running try's token was cancelled.
@@ -47,7 +45,7 @@ pub struct Worker {
     specs: SpecCache,
     env: Arc<OperatorEnv>,
     /// Passwords masked in every log line; fixed for the process, so computed once.
-    secrets: Arc<Vec<String>>,
+    secrets: Arc<Secrets>,
     wake: Arc<Notify>,
     running: Arc<Mutex<HashMap<i64, Running>>>,
     finisher: mpsc::UnboundedSender<OutcomeJob>,
@@ -63,7 +61,7 @@ impl Worker {
             finisher_rx: Mutex::new(Some(finisher_rx)),
             pool,
             id: Uuid::new_v4(),
-            hostname: hostname(),
+            hostname: crate::settings::hostname(),
             settings,
             specs,
             secrets: Arc::new(env.secrets()),
@@ -97,7 +95,7 @@ impl Worker {
         if let Some(rx) = finisher_rx {
             tokio::spawn(record_outcomes(this.pool.clone(), rx));
         }
-        tokio::spawn(listen_channel(
+        tokio::spawn(db::listen::listen_channel(
             this.pool.clone(),
             WORKER_CHANNEL,
             this.wake.clone(),
@@ -279,7 +277,7 @@ impl Worker {
                 log.line(LogStream::System, format!("Task failed: {e:#}"));
                 let retry = (c.try_number <= c.max_tries).then(|| {
                     let task = dag.task(&c.task_id);
-                    task.map(|t| retry_delay(t, c.try_number as u32))
+                    task.map(|t| t.retry_policy().delay_after(c.try_number as u32))
                         .unwrap_or_default()
                 });
                 match retry {
@@ -531,7 +529,7 @@ impl Held {
                 let mut all = Vec::with_capacity(self.lines.len() + 1);
                 all.push(LogLine {
                     at: first.at,
-                    stream: operators::LogStream::System,
+                    stream: LogStream::System,
                     text: format!(
                         "{n} log lines were dropped while the database could not store them"
                     ),
@@ -630,49 +628,6 @@ async fn write_logs(
     }
 }
 
-/// LISTEN on `channel` and wake `wake` for every notification, until `stop`.
-pub async fn listen_channel(
-    pool: PgPool,
-    channel: &'static str,
-    wake: Arc<Notify>,
-    stop: CancellationToken,
-) {
-    loop {
-        let mut listener = match PgListener::connect_with(&pool).await {
-            Ok(l) => l,
-            Err(e) => {
-                warn!(error = %e, channel, "LISTEN connection failed; polling until it is back");
-                tokio::select! {
-                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
-                    _ = stop.cancelled() => return,
-                }
-            }
-        };
-        if let Err(e) = listener.listen(channel).await {
-            warn!(error = %e, channel, "LISTEN failed; polling until it works");
-            tokio::select! {
-                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
-                _ = stop.cancelled() => return,
-            }
-        }
-        loop {
-            tokio::select! {
-                n = listener.recv() => match n {
-                    Ok(_) => wake.notify_one(),
-                    Err(e) => { warn!(error = %e, channel, "LISTEN connection lost"); break; }
-                },
-                _ = stop.cancelled() => return,
-            }
-        }
-    }
-}
-
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -680,7 +635,7 @@ mod tests {
     fn line(i: usize) -> LogLine {
         LogLine {
             at: chrono::Utc::now(),
-            stream: operators::LogStream::Stdout,
+            stream: LogStream::Stdout,
             text: format!("line {i}"),
         }
     }

@@ -196,7 +196,7 @@ async fn past_the_grace_period_the_task_is_handed_back_untried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sink_worker_killed_mid_batch_then_retried_writes_every_record_exactly_once() {
     use updraft::dag::{Arg, OperatorName, Task, TaskId};
-    use updraft::kafka::EmbeddedKafka;
+    use updraft::operators::kafka::EmbeddedKafka;
 
     let db = fresh_db().await;
     let kafka = EmbeddedKafka::start(3).unwrap();

@@ -2,8 +2,7 @@
 //! and `user_automation` has the shape the issue asks for. (The full YAML parser is tested
 //! elsewhere; here YAML is read with yaml-rust2 and markers turned into `Arg`s by hand.)
 
-use updraft::dag::{Arg, OperatorName, TaskId};
-use updraft::operators::check_with;
+use updraft::dag::{check_with, Arg, OperatorName, TaskId};
 use yaml_rust2::{Yaml, YamlLoader};
 
 fn to_arg(y: &Yaml) -> Arg {

@@ -45,8 +45,8 @@ use std::time::Duration as StdDuration;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use updraft::app::Roles;
 use updraft::dag::{Arg, Dag, DagBag, DagId, Duration, LoadedDag, OperatorName, Task, TaskId};
+use updraft::runtime::Roles;
 use updraft::settings::EngineSettings;
 
 /// A task for hand-built DAGs (the YAML loader has its own tests).
@@ -135,7 +135,7 @@ impl Engine {
                 scheduler: i < schedulers,
                 worker: i < workers,
             };
-            handles.push(tokio::spawn(updraft::app::run_engine(
+            handles.push(tokio::spawn(updraft::runtime::run_engine(
                 pool.clone(),
                 settings.clone(),
                 roles,
@@ -166,8 +166,8 @@ pub async fn wait_run(
             .await
             .unwrap()
             .expect("run exists");
-        if run.state == "success" || run.state == "failed" {
-            return run.state;
+        if run.state.is_finished() {
+            return run.state.to_string();
         }
         assert!(
             std::time::Instant::now() < deadline,
@@ -203,7 +203,7 @@ pub async fn states(
         .await
         .unwrap()
         .into_iter()
-        .map(|t| (t.task_id, (t.state, t.try_number)))
+        .map(|t| (t.task_id, (t.state.to_string(), t.try_number)))
         .collect()
 }
 

@@ -12,8 +12,8 @@ use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 use sqlx::Row as _;
 use updraft::dag::OperatorName;
-use updraft::kafka::EmbeddedKafka;
 use updraft::operators::fetch::stub::RandomUserStub;
+use updraft::operators::kafka::EmbeddedKafka;
 use updraft::operators::{self, OperatorEnv, Outcome, TaskContext};
 use yaml_rust2::{Yaml, YamlLoader};
 

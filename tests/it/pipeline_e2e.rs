@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use sqlx::Row as _;
-use updraft::kafka::EmbeddedKafka;
 use updraft::operators::fetch::stub::RandomUserStub;
+use updraft::operators::kafka::EmbeddedKafka;
 
 use crate::helpers::fresh_db;
 use crate::pipeline::{env_for, expected_row, fixture, COLUMNS};
@@ -16,7 +16,7 @@ use crate::pipeline::{env_for, expected_row, fixture, COLUMNS};
 #[tokio::test]
 async fn bench_path_moves_every_record() {
     let db = fresh_db().await;
-    let figures = updraft::bench_pipeline::measure(&db.url, 12_000)
+    let figures = updraft::bench::pipeline::measure(&db.url, 12_000)
         .await
         .unwrap();
     assert_eq!(figures.stages.len(), 4);

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use updraft::embedded_pg::{self, Choice, PrivateCluster};
+use updraft::runtime::embedded_pg::{self, Choice, PrivateCluster};
 
 #[tokio::test]
 async fn a_configured_url_wins_and_a_local_server_is_used_next() {

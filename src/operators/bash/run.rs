@@ -4,7 +4,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 
 use super::Config;
-use crate::operators::{LogStream, Outcome, TaskContext, TaskLog};
+use crate::core::LogStream;
+use crate::operators::{Outcome, TaskContext, TaskLog};
 
 pub async fn run(config: Config, ctx: &TaskContext) -> anyhow::Result<Outcome> {
     let scratch = tempfile_dir()?;

@@ -1,7 +1,8 @@
 use std::time::Duration;
 
 use super::*;
-use crate::operators::{LogStream, OperatorEnv, TaskContext};
+use crate::core::LogStream;
+use crate::operators::{OperatorEnv, TaskContext};
 
 fn config(cmd: &str) -> Config {
     serde_json::from_value(serde_json::json!({ "bash_command": cmd })).unwrap()

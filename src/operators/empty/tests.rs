@@ -1,6 +1,5 @@
 use super::*;
-use crate::dag::{Arg, OperatorName};
-use crate::operators::{check_with, OperatorEnv, TaskContext};
+use crate::operators::{check_with, OperatorEnv, OperatorName, TaskContext, WithArgs};
 
 #[tokio::test]
 async fn succeeds_without_xcom() {
@@ -12,8 +11,12 @@ async fn succeeds_without_xcom() {
 
 #[test]
 fn rejects_any_argument() {
-    let args = Arg::Map(vec![("foo".into(), Arg::Value(1.into()))]);
-    let errors = check_with(OperatorName::Empty, &args);
+    let literal = serde_json::json!({"foo": 1});
+    let args = WithArgs {
+        keys: &["foo"],
+        literal: Some(&literal),
+    };
+    let errors = check_with(OperatorName::Empty, args);
     assert_eq!(errors.len(), 1);
     assert!(errors[0].1.contains("takes no arguments"), "{:?}", errors);
 }

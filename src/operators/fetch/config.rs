@@ -6,7 +6,7 @@ use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use super::mapping::Mapping;
-use crate::dag::Duration;
+use crate::core::Duration;
 
 /// The API's own cap on `results` per request (randomuser.me serves at most 5,000).
 pub const MAX_PAGE_SIZE: u32 = 5_000;

@@ -219,3 +219,21 @@ pub fn kind(v: &Value) -> &'static str {
         Value::Object(_) => "an object",
     }
 }
+
+/// DESIGN.md §6's record, as `dags/user_automation.yaml` declares it.
+pub fn design_fields() -> serde_json::Value {
+    serde_json::json!({
+        "id": "$uuid",
+        "first_name": "name.first",
+        "last_name": "name.last",
+        "gender": "gender",
+        "address": "{location.street.number} {location.street.name}, {location.city}, {location.state}, {location.country}",
+        "post_code": "location.postcode",
+        "email": "email",
+        "username": "login.username",
+        "dob": "dob.date",
+        "registered_date": "registered.date",
+        "phone": "phone",
+        "picture": "picture.medium"
+    })
+}

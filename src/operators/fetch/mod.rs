@@ -18,4 +18,5 @@ pub mod stub;
 mod tests;
 
 pub use config::{Config, Fields, OnInvalid, DEFAULT_URL, MAX_PAGE_SIZE};
+pub use mapping::design_fields;
 pub use run::run;

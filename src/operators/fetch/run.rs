@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::config::{Config, OnInvalid};
 use super::mapping::{kind, lookup, Mapping};
-use crate::operators::context::mask_uri;
+use crate::core::log::mask_uri;
 use crate::operators::{Outcome, TaskContext};
 
 /// Why one request attempt failed, and whether another attempt may help.

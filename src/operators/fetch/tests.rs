@@ -2,10 +2,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::mapping::design_fields;
 use super::mapping::{Mapping, Piece, Spec};
 use super::stub::{Fault, RandomUserStub};
 use super::*;
-use crate::bench_pipeline::design_fields;
 use crate::operators::{OperatorEnv, TaskContext};
 
 pub(crate) fn sample() -> Value {

@@ -2,7 +2,7 @@ use reqwest::Url;
 use serde_json::Value;
 
 use super::Config;
-use crate::operators::context::mask_uri;
+use crate::core::log::mask_uri;
 use crate::operators::{Outcome, TaskContext};
 
 /// The request URL and basic-auth credentials from a connection URI and an endpoint.

@@ -6,8 +6,8 @@ use axum::routing::{get, post};
 use serde_json::json;
 
 use super::*;
-use crate::operators::context::{Connection, OperatorEnv};
 use crate::operators::TaskContext;
+use crate::settings::{Connection, OperatorEnv};
 
 /// An echo server: GET /v1/echo returns its query and auth header; POST /v1/form its form;
 /// GET /v1/fail answers 503.

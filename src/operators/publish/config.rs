@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::dag::Duration;
+use crate::core::Duration;
 
 /// Arguments of the `publish` operator (`uses: updraft.publish`).
 ///

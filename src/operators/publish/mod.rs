@@ -12,11 +12,10 @@
 //! are paid once per process.
 
 mod config;
-mod producers;
+
 mod run;
 #[cfg(test)]
 mod tests;
 
 pub use config::{default_topic, valid_topic, Config};
-pub use producers::forget_servers;
 pub use run::run;

@@ -9,13 +9,14 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 
-use super::{producers, Config};
-use crate::operators::context::mask_uri;
+use super::Config;
+use crate::core::log::mask_uri;
+use crate::operators::kafka::producers;
 use crate::operators::{Outcome, TaskContext};
 
 pub async fn run(config: Config, ctx: &TaskContext) -> anyhow::Result<Outcome> {
     crate::operators::ensure_valid(config.validate())?;
-    let servers = crate::kafka::bootstrap_servers(
+    let servers = crate::operators::kafka::bootstrap_servers(
         config.bootstrap_servers.as_deref(),
         config.kafka_conn_id.as_deref(),
         &ctx.env,
@@ -47,7 +48,7 @@ pub async fn run(config: Config, ctx: &TaskContext) -> anyhow::Result<Outcome> {
                 .to_string(),
         )
         .set("log_level", "3");
-    crate::kafka::set_defaults(
+    crate::operators::kafka::set_defaults(
         &mut client_config,
         &config.properties,
         &[
@@ -201,7 +202,7 @@ async fn ensure_topic(
     let embedded = match config.create_topic {
         true => {
             tokio::task::spawn_blocking(move || {
-                crate::kafka::create_embedded_topic(&servers, &topic, partitions)
+                crate::operators::kafka::create_embedded_topic(&servers, &topic, partitions)
             })
             .await?
         }

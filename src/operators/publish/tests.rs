@@ -4,7 +4,7 @@ use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use serde_json::{json, Value};
 
 use super::*;
-use crate::kafka::{read_topic, EmbeddedKafka};
+use crate::operators::kafka::{read_topic, EmbeddedKafka};
 use crate::operators::{OperatorEnv, TaskContext};
 
 fn records(n: usize) -> Vec<Value> {
@@ -279,11 +279,13 @@ fn own_config(kafka: &EmbeddedKafka) -> rdkafka::ClientConfig {
 /// Overlapping tries never share a producer, and one a try did not keep is closed.
 #[tokio::test]
 async fn overlapping_tries_check_out_their_own_producers() {
-    use super::producers::take;
+    use crate::operators::kafka::producers::take;
     use rdkafka::producer::Producer;
     let kafka = EmbeddedKafka::start(1).unwrap();
     let cc = own_config(&kafka);
-    let ptr = |p: &super::producers::Pooled| p.producer().client().native_ptr() as usize;
+    let ptr = |p: &crate::operators::kafka::producers::Pooled| {
+        p.producer().client().native_ptr() as usize
+    };
     let a = take(&cc).unwrap();
     let b = take(&cc).unwrap();
     assert!(!a.reused && !b.reused);
@@ -303,7 +305,7 @@ async fn overlapping_tries_check_out_their_own_producers() {
 /// reconnecting to its vanished ports, and log each failure).
 #[tokio::test]
 async fn a_stopped_embedded_cluster_closes_its_kept_producers() {
-    use super::producers::take;
+    use crate::operators::kafka::producers::take;
     let kafka = EmbeddedKafka::start(1).unwrap();
     let cc = own_config(&kafka);
     take(&cc).unwrap().keep();

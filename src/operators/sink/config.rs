@@ -3,8 +3,9 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::dag::Duration;
-use crate::operators::context::{mask_uri, OperatorEnv};
+use crate::core::log::mask_uri;
+use crate::core::Duration;
+use crate::settings::OperatorEnv;
 
 /// The connection a sink uses when `conn_id` is not given, if it is defined.
 pub const DEFAULT_CONN_ID: &str = "sink_default";

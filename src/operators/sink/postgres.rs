@@ -8,7 +8,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::record::{DeadLetter, Row};
-use crate::operators::context::mask_uri;
+use crate::core::log::mask_uri;
 
 /// The statements for one table, built once per task.
 #[derive(Clone, Debug, PartialEq)]

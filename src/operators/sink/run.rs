@@ -12,7 +12,7 @@ use super::cassandra::{self, CqlWriter};
 use super::config::{Config, Target};
 use super::postgres::{self, PgWriter};
 use super::record::{self, Message};
-use crate::operators::context::mask_uri;
+use crate::core::log::mask_uri;
 use crate::operators::{Outcome, TaskContext};
 
 /// The two targets; a closed set, so an enum rather than a trait object.
@@ -49,7 +49,7 @@ struct Counts {
 
 pub async fn run(config: Config, ctx: &TaskContext) -> anyhow::Result<Outcome> {
     crate::operators::ensure_valid(config.validate())?;
-    let servers = crate::kafka::bootstrap_servers(
+    let servers = crate::operators::kafka::bootstrap_servers(
         config.bootstrap_servers.as_deref(),
         config.kafka_conn_id.as_deref(),
         &ctx.env,
@@ -90,12 +90,12 @@ pub async fn run(config: Config, ctx: &TaskContext) -> anyhow::Result<Outcome> {
     // 6 s every run's sink waited 5 s to join; against it the session timeout is 1.2 s (the
     // broker and the heartbeats live in this process; real brokers refuse less than 6 s by
     // default).
-    let (session, heartbeat) = if crate::kafka::is_embedded(&servers) {
+    let (session, heartbeat) = if crate::operators::kafka::is_embedded(&servers) {
         ("1200", "100")
     } else {
         ("6000", "1000")
     };
-    crate::kafka::set_defaults(
+    crate::operators::kafka::set_defaults(
         &mut cc,
         &config.properties,
         &[

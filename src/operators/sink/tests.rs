@@ -3,7 +3,7 @@ use serde_json::json;
 
 use super::record::{commit_offsets, parse, split, Message, Row};
 use super::*;
-use crate::operators::context::{Connection, OperatorEnv};
+use crate::settings::{Connection, OperatorEnv};
 
 fn msg(partition: i32, offset: i64, payload: &str) -> Message {
     Message {
@@ -241,7 +241,7 @@ fn validation_guards_identifiers() {
 
 #[tokio::test]
 async fn a_missing_topic_is_nothing_to_sink_and_unreachable_brokers_fail() {
-    use crate::kafka::EmbeddedKafka;
+    use crate::operators::kafka::EmbeddedKafka;
     use crate::operators::TaskContext;
     let kafka = EmbeddedKafka::start(1).unwrap();
     // The target is never contacted: the topic check comes first.

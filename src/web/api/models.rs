@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
+use crate::core::RunType;
 use crate::dag::Dag;
 use crate::db::runs::{RunRow, TaskStateRow};
 use crate::db::web::{DagRow, ImportErrorRow, VersionInfo};
@@ -98,7 +99,7 @@ pub fn run(r: &RunRow, versions: &HashMap<i64, VersionInfo>) -> Value {
         "last_scheduling_decision": null,
         "run_type": r.run_type,
         "state": r.state,
-        "triggered_by": if r.run_type == "scheduled" { json!("timetable") } else { Value::Null },
+        "triggered_by": if r.run_type == RunType::Scheduled { json!("timetable") } else { Value::Null },
         "triggering_user_name": null,
         "conf": r.conf,
         "note": r.note,
@@ -129,7 +130,7 @@ pub fn task_instance(
         "end_date": ti.end_date,
         "duration": duration(ti.start_date, ti.end_date),
         // Airflow has no "none" state: a task that has not been looked at yet is null.
-        "state": if ti.state == "none" { Value::Null } else { json!(ti.state) },
+        "state": ti.state.api_value(),
         "try_number": ti.try_number,
         "max_tries": ti.max_tries,
         "hostname": ti.hostname,

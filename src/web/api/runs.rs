@@ -16,7 +16,6 @@ use crate::dag::Dag;
 use crate::db::runs::{self as db_runs, RunRow, TriggerError, TriggerRequest};
 use crate::db::web::{self as q, RunOrder, VersionInfo};
 use crate::web::error::ApiError;
-use crate::web::pages::is_unfinished;
 use crate::web::AppState;
 
 /// Lines per log page when the client does not ask for the full content.
@@ -199,7 +198,7 @@ pub async fn logs(
     let lines = crate::db::logs::page(&st.pool, ti.id, try_number, after, limit).await?;
     let last = lines.last().map(|l| l.id).unwrap_or(after);
     let more =
-        lines.len() as i64 == limit || (is_unfinished(&ti.state) && try_number == ti.try_number);
+        lines.len() as i64 == limit || (ti.state.is_unfinished() && try_number == ti.try_number);
     let wants_text = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())

@@ -9,7 +9,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::dags::DagItem;
-use super::{fmt_time, is_unfinished, render, seg, Chrome};
+use super::{fmt_time, render, seg, Chrome};
 use crate::dag::Dag;
 use crate::db::runs::RunRow;
 use crate::db::web::{self as q, VersionRow};
@@ -68,7 +68,7 @@ impl DagDetailPage {
     }
     /// Keep refreshing while any shown run may still change.
     pub fn live(&self) -> bool {
-        self.runs.iter().any(|r| is_unfinished(&r.state))
+        self.runs.iter().any(|r| r.state.is_unfinished())
     }
     pub fn doc(&self) -> Option<&str> {
         self.dag.as_ref().and_then(|d| d.doc_md.as_deref())

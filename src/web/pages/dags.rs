@@ -36,7 +36,7 @@ impl DagItem {
         self.row
             .recent_states
             .first()
-            .map(String::as_str)
+            .map(|s| s.as_str())
             .unwrap_or("")
     }
     pub fn next_run(&self) -> String {
@@ -57,7 +57,7 @@ impl DagItem {
             .rev()
             .map(|(s, r)| {
                 (
-                    s.clone(),
+                    s.to_string(),
                     r.clone(),
                     format!("/dags/{}/runs/{}", seg(&self.row.dag_id), seg(r)),
                 )
@@ -89,7 +89,7 @@ impl DagListPage {
     pub fn live(&self) -> bool {
         self.items
             .iter()
-            .any(|i| i.row.recent_states.iter().any(|s| super::is_unfinished(s)))
+            .any(|i| i.row.recent_states.iter().any(|s| s.is_unfinished()))
     }
     pub fn filtered(&self) -> bool {
         !self.q.is_empty() || !self.tag.is_empty()

@@ -13,7 +13,9 @@ use axum::response::{IntoResponse, Response};
 use futures::stream::{self, Stream, StreamExt};
 use serde::Deserialize;
 
-use super::{fmt_time, is_unfinished, render, seg, Chrome};
+use crate::core::TaskState;
+
+use super::{fmt_time, render, seg, Chrome};
 use crate::db::logs::LogRow as LogLine;
 use crate::db::web::{self as q, TiRow};
 use crate::web::auth::CurrentUser;
@@ -57,13 +59,20 @@ pub struct LogPage {
     pub task_id: String,
     pub try_number: i32,
     pub tries: Vec<i32>,
-    pub state: String,
+    pub state: TaskState,
     pub lines: Vec<LogLine>,
     pub after: i64,
     pub more: bool,
 }
 
 impl LogPage {
+    /// The task has not started, so an empty log is expected.
+    pub fn not_started(&self) -> bool {
+        matches!(
+            self.state,
+            TaskState::None | TaskState::Scheduled | TaskState::Queued
+        )
+    }
     fn base(&self) -> String {
         format!(
             "/dags/{}/runs/{}/tasks/{}/logs",
@@ -95,7 +104,7 @@ impl LogPage {
             .then(|| format!("{}/{}/stream?after={last}", self.base(), self.try_number))
     }
     fn is_live(&self) -> bool {
-        is_unfinished(&self.state) && self.tries.last() == Some(&self.try_number)
+        self.state.is_unfinished() && self.tries.last() == Some(&self.try_number)
     }
     pub fn time(&self, l: &LogLine) -> String {
         fmt_time(Some(l.at))
@@ -189,7 +198,7 @@ pub async fn stream(
             // The `end` event carries the try's final state, so the page can show it.
             let (finished, state) = match q::ti_state(&t.st.pool, t.ti_id).await {
                 Ok(Some((_, current_try))) if current_try > t.try_number => (true, "retried".to_string()),
-                Ok(Some((state, _))) => (!is_unfinished(&state), state),
+                Ok(Some((state, _))) => (state.is_finished(), state.to_string()),
                 _ => (true, "unknown".to_string()),
             };
             if finished || t.st.shutdown.is_cancelled() {

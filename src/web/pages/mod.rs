@@ -1,13 +1,10 @@
 //! HTML pages. Each page is a struct next to its handler; display logic lives in methods on
 //! it or on small row views, not in templates.
 
-use askama::Template;
-use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
 
-use super::error::WebError;
 use super::AppState;
 
 pub mod dag_detail;
@@ -17,21 +14,14 @@ pub mod logs;
 pub mod runs;
 pub mod trigger;
 
-/// What the layout needs on every page: who is logged in and the CSRF token for its forms.
-#[derive(Debug, Clone, Default)]
-pub struct Chrome {
-    pub username: Option<String>,
-    pub csrf: String,
-}
+use axum::response::Response;
 
-impl Chrome {
-    pub fn anonymous() -> Self {
-        Chrome::default()
-    }
-}
+use super::error::WebError;
+pub use super::page::Chrome;
 
-pub fn render(page: &impl Template) -> Result<Response, WebError> {
-    Ok(Html(page.render()?).into_response())
+/// A page as an HTML response.
+pub fn render(page: &impl askama::Template) -> Result<Response, WebError> {
+    Ok(super::page::render(page)?)
 }
 
 pub fn routes() -> Router<AppState> {
@@ -80,14 +70,6 @@ pub fn fmt_duration(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) ->
     } else {
         format!("{:.1}s", ms as f64 / 1000.0)
     }
-}
-
-/// Runs and tasks that may still change, so pages keep refreshing them.
-pub fn is_unfinished(state: &str) -> bool {
-    matches!(
-        state,
-        "queued" | "running" | "scheduled" | "up_for_retry" | "none"
-    )
 }
 
 /// Percent-encodes one path segment (run ids contain `:` and `+`).

@@ -6,7 +6,8 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 
-use super::{fmt_duration, fmt_time, is_unfinished, render, seg, Chrome};
+use super::{fmt_duration, fmt_time, render, seg, Chrome};
+use crate::core::RunState;
 use crate::dag::Dag;
 use crate::db::runs::{self, RunRow, TaskStateRow};
 use crate::db::web as q;
@@ -57,7 +58,10 @@ impl RunPage {
         format!("/dags/{}", seg(&self.run.dag_id))
     }
     pub fn live(&self) -> bool {
-        is_unfinished(&self.run.state)
+        self.run.state.is_unfinished()
+    }
+    pub fn is_queued(&self) -> bool {
+        self.run.state == RunState::Queued
     }
     pub fn conf(&self) -> String {
         serde_json::to_string_pretty(&self.run.conf).unwrap_or_default()
@@ -151,6 +155,7 @@ pub async fn show(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::TaskState;
 
     fn ti(start: Option<i64>, end: Option<i64>) -> TaskStateRow {
         let t0 = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
@@ -159,7 +164,7 @@ mod tests {
         TaskStateRow {
             id: 1,
             task_id: "t".into(),
-            state: "success".into(),
+            state: TaskState::Success,
             try_number: 1,
             max_tries: 1,
             start_date: start.map(|s| t0 + chrono::Duration::seconds(s)),

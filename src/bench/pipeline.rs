@@ -10,32 +10,13 @@
 use std::time::Instant;
 
 use serde_json::{json, Value};
-use sqlx::Connection;
 
-use crate::kafka::EmbeddedKafka;
 use crate::operators::fetch::stub::RandomUserStub;
+use crate::operators::kafka::EmbeddedKafka;
 use crate::operators::{fetch, publish, sink, OperatorEnv, Outcome, TaskContext};
 
 /// How many users the bench moves.
 pub const USERS: u32 = 50_000;
-
-/// DESIGN.md §6's record, as `dags/user_automation.yaml` declares it.
-pub fn design_fields() -> Value {
-    json!({
-        "id": "$uuid",
-        "first_name": "name.first",
-        "last_name": "name.last",
-        "gender": "gender",
-        "address": "{location.street.number} {location.street.name}, {location.city}, {location.state}, {location.country}",
-        "post_code": "location.postcode",
-        "email": "email",
-        "username": "login.username",
-        "dob": "dob.date",
-        "registered_date": "registered.date",
-        "phone": "phone",
-        "picture": "picture.medium"
-    })
-}
 
 /// One stage's figure.
 #[derive(Clone, Debug)]
@@ -85,7 +66,7 @@ pub async fn run(database_url: &str) -> anyhow::Result<()> {
 /// Moves `users` users and returns the figures: fetch, publish, sink, end to end.
 pub async fn measure(database_url: &str, users: u32) -> anyhow::Result<Figures> {
     let sample: Value =
-        serde_json::from_str(include_str!("../tests/fixtures/randomuser_sample.json"))?;
+        serde_json::from_str(include_str!("../../tests/fixtures/randomuser_sample.json"))?;
     let stub = RandomUserStub::start(&sample).await?;
     let kafka = EmbeddedKafka::start(6)?;
     let env = OperatorEnv {
@@ -109,7 +90,7 @@ pub async fn measure(database_url: &str, users: u32) -> anyhow::Result<Figures> 
 
     let start = Instant::now();
     let fetch_config: fetch::Config = serde_json::from_value(json!({
-        "results": users, "page_size": 5000, "concurrency": 4, "fields": design_fields()
+        "results": users, "page_size": 5000, "concurrency": 4, "fields": fetch::design_fields()
     }))?;
     let records = return_value(fetch::run(fetch_config, &ctx).await?)?;
     let fetched = start.elapsed().as_secs_f64();
@@ -143,14 +124,8 @@ pub async fn measure(database_url: &str, users: u32) -> anyhow::Result<Figures> 
     let total = start.elapsed().as_secs_f64();
 
     // Count what landed, then drop the bench's schema whatever happened.
-    let mut conn = sqlx::PgConnection::connect(database_url).await?;
-    let rows: Result<i64, sqlx::Error> =
-        sqlx::query_scalar(&format!("SELECT count(*) FROM \"{schema}\".created_users"))
-            .fetch_one(&mut conn)
-            .await;
-    sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-        .execute(&mut conn)
-        .await?;
+    let rows =
+        crate::db::admin::count_rows_and_drop_schema(database_url, &schema, "created_users").await;
     let sunk = return_value(sunk?)?;
     if rows? != i64::from(users) || sunk["rows"] != json!(users) {
         anyhow::bail!("the sink wrote {} rows, expected {users}", sunk["rows"]);

@@ -9,7 +9,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use sqlx::{Connection, PgConnection};
 use tracing::info;
 
 /// Where the database came from, for the start-up banner.
@@ -37,49 +36,14 @@ pub async fn choose(database_url: Option<String>, home: &Path) -> anyhow::Result
         "postgres://postgres@127.0.0.1:5432/postgres".to_string(),
         format!("postgres://{user}@127.0.0.1:5432/postgres"),
     ] {
-        if let Ok(url) = ensure_database(&admin, "updraft", Duration::from_secs(2)).await {
+        if let Ok(url) =
+            crate::db::admin::ensure_database(&admin, "updraft", Duration::from_secs(2)).await
+        {
             return Ok(Choice::LocalServer(url));
         }
     }
     let cluster = PrivateCluster::start(&home.join("pgdata")).await?;
     Ok(Choice::Private(cluster))
-}
-
-/// Connects to `admin_url`, creates `name` if missing, returns the URL of `name`.
-pub async fn ensure_database(
-    admin_url: &str,
-    name: &str,
-    timeout: Duration,
-) -> anyhow::Result<String> {
-    let mut conn = tokio::time::timeout(timeout, PgConnection::connect(admin_url)).await??;
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(name)
-            .fetch_one(&mut conn)
-            .await?;
-    if !exists {
-        // Identifiers cannot be bound; `name` is one of our own constants, checked here.
-        anyhow::ensure!(
-            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
-            "bad database name"
-        );
-        let create = format!("CREATE DATABASE {name}");
-        if let Err(e) = sqlx::query(&create).execute(&mut conn).await {
-            // Another process may have created it in the meantime.
-            let code = e
-                .as_database_error()
-                .and_then(|d| d.code())
-                .map(|c| c.to_string());
-            if code.as_deref() != Some("42P04") {
-                return Err(e.into());
-            }
-        }
-    }
-    let _ = conn.close().await;
-    let (base, _) = admin_url
-        .rsplit_once('/')
-        .context("admin URL has no database part")?;
-    Ok(format!("{base}/{name}"))
 }
 
 /// A Postgres cluster updraft started for itself; stopped when dropped.
@@ -153,7 +117,8 @@ impl PrivateCluster {
             ],
         )?;
         let admin = format!("postgres://updraft@127.0.0.1:{port}/postgres");
-        cluster.url = ensure_database(&admin, "updraft", Duration::from_secs(10)).await?;
+        cluster.url =
+            crate::db::admin::ensure_database(&admin, "updraft", Duration::from_secs(10)).await?;
         info!(port, data_dir = %data_dir.display(), "private Postgres cluster started");
         Ok(cluster)
     }

@@ -3,6 +3,9 @@
 //! server (dropped and created anew), runs scheduler and worker in this process, and reads
 //! every timing from the database clock.
 
+pub mod pipeline;
+pub mod web;
+
 use std::collections::BTreeMap;
 use std::time::{Duration as StdDuration, Instant};
 
@@ -10,23 +13,48 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-use crate::cli::{BenchArgs, Global};
+use crate::core::RunState;
 use crate::dag::{Dag, DagBag, DagId, LoadedDag, OperatorName, Task, TaskId};
 use crate::db;
+use crate::settings::Settings;
 
-pub async fn run(g: &Global, args: BenchArgs) -> anyhow::Result<()> {
-    let choice = crate::cli::database_choice(g).await?;
+/// What `updraft bench` measures.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Tasks in the chain benchmark.
+    #[arg(long, default_value_t = 40)]
+    pub chain: usize,
+    /// Width of the fan-out benchmark.
+    #[arg(long, default_value_t = 1000)]
+    pub fanout: usize,
+    /// Skip measuring standalone's idle memory.
+    #[arg(long)]
+    pub no_memory: bool,
+    /// Skip the web benchmark (1,000 DAGs, 10,000 runs, a 100 MB log).
+    #[arg(long)]
+    pub no_web: bool,
+    /// Skip the pipeline benchmark (50,000 users: fetch, publish, sink).
+    #[arg(long)]
+    pub no_pipeline: bool,
+}
+
+pub async fn run(settings: &Settings, args: BenchArgs) -> anyhow::Result<()> {
+    let choice =
+        crate::runtime::embedded_pg::choose(settings.database.url.clone(), &settings.core.home)
+            .await?;
     let admin = admin_url(choice.url())?;
     let url = recreate_database(&admin, "updraft_bench").await?;
     let pool = db::connect(&url, 20).await?;
     db::migrate(&pool).await?;
     println!(
         "updraft bench: Postgres {}, {} cores",
-        server_version(&pool).await?,
+        db::admin::server_version(&pool).await?,
         num_cpus()
     );
 
-    let engine = crate::app::InProcess::start(pool.clone(), crate::cli::engine_settings(g, 32));
+    let mut engine_settings = settings.engine();
+    engine_settings.worker_slots = 32;
+    let engine = crate::runtime::InProcess::start(pool.clone(), engine_settings);
 
     // Chain of N empty tasks.
     let chain = chain_dag(args.chain);
@@ -80,14 +108,14 @@ pub async fn run(g: &Global, args: BenchArgs) -> anyhow::Result<()> {
     }
     if !args.no_pipeline {
         println!();
-        crate::bench_pipeline::run(&url).await?;
+        pipeline::run(&url).await?;
     }
     pool.close().await;
-    drop_database(&admin, "updraft_bench").await?;
+    db::admin::drop_database(&admin, "updraft_bench").await?;
 
     if !args.no_web {
         println!("\nweb UI and API at scale");
-        crate::bench_web::run(&admin).await?;
+        web::run(&admin).await?;
     }
     drop(choice); // stops a private cluster, if one was started
     Ok(())
@@ -102,24 +130,8 @@ fn admin_url(url: &str) -> anyhow::Result<String> {
 }
 
 async fn recreate_database(admin: &str, name: &str) -> anyhow::Result<String> {
-    drop_database(admin, name).await?;
-    crate::embedded_pg::ensure_database(admin, name, StdDuration::from_secs(10)).await
-}
-
-async fn drop_database(admin: &str, name: &str) -> anyhow::Result<()> {
-    let pool = db::connect(admin, 1).await?;
-    // A constant name of ours; identifiers cannot be bound.
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&pool)
-        .await?;
-    pool.close().await;
-    Ok(())
-}
-
-async fn server_version(pool: &PgPool) -> anyhow::Result<String> {
-    Ok(sqlx::query_scalar("SHOW server_version")
-        .fetch_one(pool)
-        .await?)
+    db::admin::drop_database(admin, name).await?;
+    db::admin::ensure_database(admin, name, StdDuration::from_secs(10)).await
 }
 
 fn num_cpus() -> usize {
@@ -196,7 +208,7 @@ async fn run_once(pool: &PgPool, dag: &Dag) -> anyhow::Result<RunTimes> {
         let r = db::runs::get(pool, dag.dag_id.as_str(), &run.run_id)
             .await?
             .context("run vanished")?;
-        if r.state == "success" || r.state == "failed" {
+        if r.state.is_finished() {
             break r;
         }
         anyhow::ensure!(
@@ -205,7 +217,7 @@ async fn run_once(pool: &PgPool, dag: &Dag) -> anyhow::Result<RunTimes> {
         );
         tokio::time::sleep(StdDuration::from_millis(5)).await;
     };
-    anyhow::ensure!(done.state == "success", "bench run failed");
+    anyhow::ensure!(done.state == RunState::Success, "bench run failed");
     let end = done.end_date.context("finished run has an end date")?;
     let total_ms = ms(end - done.queued_at);
     let tis = db::runs::task_states(pool, done.id).await?;

@@ -1,4 +1,4 @@
-//! `updraft dags ...` and `updraft tasks logs`.
+//! `updraft dags ...`.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -6,13 +6,15 @@ use std::time::Instant;
 use anyhow::Context;
 use sqlx::PgPool;
 
-use crate::cli::{engine_settings, parse_conf, DagsCommand, Global, POLL};
+use crate::cli::{parse_conf, pool_for, DagsCommand, POLL};
+use crate::core::{RunState, TaskState};
 use crate::dag::DagBag;
 use crate::db::{self, runs};
+use crate::settings::Settings;
 
-pub async fn run(g: &Global, cmd: DagsCommand) -> anyhow::Result<i32> {
+pub async fn run(settings: &Settings, cmd: DagsCommand) -> anyhow::Result<i32> {
     match cmd {
-        DagsCommand::Validate => Ok(validate(g)),
+        DagsCommand::Validate => Ok(validate(settings)),
         DagsCommand::Schema => {
             println!(
                 "{}",
@@ -20,9 +22,9 @@ pub async fn run(g: &Global, cmd: DagsCommand) -> anyhow::Result<i32> {
             );
             Ok(0)
         }
-        DagsCommand::Test { dag_id, conf } => test(g, &dag_id, conf.as_deref()).await,
+        DagsCommand::Test { dag_id, conf } => test(settings, &dag_id, conf.as_deref()).await,
         other => {
-            let pool = crate::cli::pool_for(g).await?;
+            let pool = pool_for(settings).await?;
             match other {
                 DagsCommand::List => list(&pool).await,
                 DagsCommand::Trigger {
@@ -42,12 +44,12 @@ pub async fn run(g: &Global, cmd: DagsCommand) -> anyhow::Result<i32> {
                         "Triggered {} run {} (state: {})",
                         run.dag_id, run.run_id, run.state
                     );
-                    if !scheduler_alive(&pool).await? {
+                    if !db::scheduling::scheduler_alive(&pool).await? {
                         eprintln!("warning: no scheduler has reported in the last 30 s; start `updraft standalone` or `updraft scheduler` and `updraft worker` for the run to start");
                     }
                     if wait {
                         let state = wait_for_run(&pool, &dag_id, &run.run_id, true).await?;
-                        return Ok(if state == "success" { 0 } else { 1 });
+                        return Ok(if state == RunState::Success { 0 } else { 1 });
                     }
                     Ok(0)
                 }
@@ -111,8 +113,9 @@ async fn list(pool: &PgPool) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn validate(g: &Global) -> i32 {
-    let bag = DagBag::load(&g.dags_folder);
+fn validate(settings: &Settings) -> i32 {
+    let folder = &settings.core.dags_folder;
+    let bag = DagBag::load(folder);
     for w in bag.warnings.values().flatten() {
         println!("warning: {w}");
     }
@@ -125,17 +128,9 @@ fn validate(g: &Global) -> i32 {
         bag.dags.len(),
         n_errors,
         bag.errors.len(),
-        g.dags_folder.display()
+        folder.display()
     );
     i32::from(n_errors > 0)
-}
-
-async fn scheduler_alive(pool: &PgPool) -> anyhow::Result<bool> {
-    Ok(sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM scheduler_heartbeats WHERE heartbeat_at > now() - interval '30 seconds')",
-    )
-    .fetch_one(pool)
-    .await?)
 }
 
 /// Prints task state changes until the run ends; returns its final state.
@@ -144,15 +139,15 @@ pub async fn wait_for_run(
     dag_id: &str,
     run_id: &str,
     progress: bool,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<RunState> {
     let started = Instant::now();
-    let mut seen: BTreeMap<String, (String, i32)> = BTreeMap::new();
+    let mut seen: BTreeMap<String, (TaskState, i32)> = BTreeMap::new();
     loop {
         let run = runs::get(pool, dag_id, run_id)
             .await?
             .context("the run disappeared")?;
         for t in runs::task_states(pool, run.id).await? {
-            let now = (t.state.clone(), t.try_number);
+            let now = (t.state, t.try_number);
             if seen.get(&t.task_id) != Some(&now) {
                 if progress {
                     let tries = match t.try_number {
@@ -169,7 +164,7 @@ pub async fn wait_for_run(
                 seen.insert(t.task_id.clone(), now);
             }
         }
-        if run.state == "success" || run.state == "failed" {
+        if run.state.is_finished() {
             if progress {
                 println!(
                     "Run {run_id} finished: {} in {:.2}s",
@@ -183,53 +178,23 @@ pub async fn wait_for_run(
     }
 }
 
-pub async fn print_logs(
-    pool: &PgPool,
-    dag_id: &str,
-    run_id: &str,
-    task_id: &str,
-    try_number: Option<i32>,
-) -> anyhow::Result<i32> {
-    let run = runs::get(pool, dag_id, run_id)
-        .await?
-        .with_context(|| format!("no run `{run_id}` of DAG `{dag_id}`"))?;
-    let states = runs::task_states(pool, run.id).await?;
-    let ti = states
-        .iter()
-        .find(|t| t.task_id == task_id)
-        .with_context(|| format!("no task `{task_id}` in run `{run_id}`"))?;
-    let try_number = try_number.unwrap_or(ti.try_number.max(1));
-    let mut after = 0;
-    loop {
-        let page = db::logs::page(pool, ti.id, try_number, after, 5000).await?;
-        let Some(last) = page.last() else { break };
-        after = last.id;
-        for l in &page {
-            println!(
-                "[{}] {:<6} {}",
-                l.at.format("%Y-%m-%d %H:%M:%S%.3f"),
-                l.stream,
-                l.line
-            );
-        }
-    }
-    Ok(0)
-}
-
 /// `dags test`: a scratch schema, the one DAG, scheduler and worker in-process, every log.
-async fn test(g: &Global, dag_id: &str, conf: Option<&str>) -> anyhow::Result<i32> {
+async fn test(settings: &Settings, dag_id: &str, conf: Option<&str>) -> anyhow::Result<i32> {
     let conf = parse_conf(conf)?;
-    let bag = DagBag::load(&g.dags_folder);
+    let folder = &settings.core.dags_folder;
+    let bag = DagBag::load(folder);
     let Some(loaded) = bag.dags.values().find(|d| d.dag.dag_id.as_str() == dag_id) else {
         for e in bag.errors.values().flatten() {
             eprintln!("error: {e}");
         }
         anyhow::bail!(
             "DAG `{dag_id}` not found in {} (or its file has the errors above)",
-            g.dags_folder.display()
+            folder.display()
         );
     };
-    let choice = crate::cli::database_choice(g).await?;
+    let choice =
+        crate::runtime::embedded_pg::choose(settings.database.url.clone(), &settings.core.home)
+            .await?;
     let url = choice.url().to_string();
     let schema = format!("updraft_dags_test_{}", std::process::id());
     let pool = db::connect_in_schema(&url, &schema, 5).await?;
@@ -243,12 +208,15 @@ async fn test(g: &Global, dag_id: &str, conf: Option<&str>) -> anyhow::Result<i3
             ..Default::default()
         };
         let run = runs::trigger(&pool, dag_id, req).await?;
-        let engine = crate::app::InProcess::start(pool.clone(), engine_settings(g, 8));
+        let mut engine_settings = settings.engine();
+        engine_settings.worker_slots = 8;
+        let engine = crate::runtime::InProcess::start(pool.clone(), engine_settings);
         let state = wait_for_run(&pool, dag_id, &run.run_id, true).await?;
         engine.stop().await?;
         for task in &loaded.dag.tasks {
             println!("\n===== {} =====", task.task_id);
-            print_logs(&pool, dag_id, &run.run_id, task.task_id.as_str(), None).await?;
+            crate::cli::tasks::print_logs(&pool, dag_id, &run.run_id, task.task_id.as_str(), None)
+                .await?;
         }
         anyhow::Ok(state)
     }
@@ -256,5 +224,5 @@ async fn test(g: &Global, dag_id: &str, conf: Option<&str>) -> anyhow::Result<i3
     db::drop_schema(&url, &schema).await?;
     let state = result?;
     println!("\nRun finished: {state}");
-    Ok(if state == "success" { 0 } else { 1 })
+    Ok(if state == RunState::Success { 0 } else { 1 })
 }

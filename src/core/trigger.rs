@@ -1,8 +1,72 @@
-//! Trigger rules and retry backoff: pure functions the finishing transaction and the
-//! reaper call. Counting upstream outcomes (instead of reading every upstream row) keeps a
-//! finish O(downstreams) even for a 1000-way fan-in.
+//! Trigger rules: which of Airflow's rules a task has, and what its upstreams' outcomes so
+//! far mean for it. The finishing transaction calls [`decide`] with counters, not upstream
+//! rows, which keeps a finish O(downstreams) even for a 1000-way fan-in.
 
-use crate::dag::{Duration, Task, TriggerRule};
+use serde::{Deserialize, Serialize};
+
+/// Airflow's trigger rules (`airflow.utils.trigger_rule.TriggerRule`, 3.x).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerRule {
+    #[default]
+    AllSuccess,
+    AllFailed,
+    AllDone,
+    AllDoneMinOneSuccess,
+    AllSkipped,
+    OneSuccess,
+    OneFailed,
+    OneDone,
+    NoneFailed,
+    NoneFailedMinOneSuccess,
+    NoneSkipped,
+    Always,
+}
+
+impl TriggerRule {
+    pub const ALL: [(&'static str, TriggerRule); 12] = [
+        ("all_success", TriggerRule::AllSuccess),
+        ("all_failed", TriggerRule::AllFailed),
+        ("all_done", TriggerRule::AllDone),
+        (
+            "all_done_min_one_success",
+            TriggerRule::AllDoneMinOneSuccess,
+        ),
+        ("all_skipped", TriggerRule::AllSkipped),
+        ("one_success", TriggerRule::OneSuccess),
+        ("one_failed", TriggerRule::OneFailed),
+        ("one_done", TriggerRule::OneDone),
+        ("none_failed", TriggerRule::NoneFailed),
+        (
+            "none_failed_min_one_success",
+            TriggerRule::NoneFailedMinOneSuccess,
+        ),
+        ("none_skipped", TriggerRule::NoneSkipped),
+        ("always", TriggerRule::Always),
+    ];
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .iter()
+            .find(|(name, _)| *name == s)
+            .map(|(_, r)| *r)
+            .ok_or_else(|| {
+                let names: Vec<_> = Self::ALL.iter().map(|(n, _)| *n).collect();
+                format!(
+                    "unknown trigger_rule `{s}`; use one of: {}",
+                    names.join(", ")
+                )
+            })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, r)| *r == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("all_success")
+    }
+}
 
 /// How a task's direct upstreams have ended so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -152,26 +216,6 @@ pub fn decide(rule: TriggerRule, c: UpstreamCounts) -> Decision {
     }
 }
 
-/// Airflow caps every retry delay at 24 hours.
-const MAX_RETRY_DELAY: Duration = Duration::from_secs_const(86_400);
-
-/// The wait before the next try after try `try_number` (1-based) failed: `retry_delay`, or with
-/// `retry_exponential_backoff` `retry_delay * 2^(try_number-1)`, capped by `max_retry_delay`.
-pub fn retry_delay(task: &Task, try_number: u32) -> Duration {
-    let base = task.retry_delay.std();
-    let delay = if task.retry_exponential_backoff {
-        let factor = 2u32.saturating_pow(try_number.saturating_sub(1).min(30));
-        base.checked_mul(factor).unwrap_or(MAX_RETRY_DELAY.std())
-    } else {
-        base
-    };
-    let cap = task
-        .max_retry_delay
-        .unwrap_or(MAX_RETRY_DELAY)
-        .min(MAX_RETRY_DELAY);
-    Duration::from(delay.min(cap.std()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::Decision::*;
@@ -256,38 +300,15 @@ mod tests {
         assert_eq!(decide(TriggerRule::Always, c(5, 0, 0, 0, 0)), Run);
     }
 
-    fn task(delay: u64, exp: bool, max: Option<u64>) -> Task {
-        Task {
-            retries: 5,
-            retry_delay: Duration::from_secs(delay),
-            retry_exponential_backoff: exp,
-            max_retry_delay: max.map(Duration::from_secs),
-            ..Task::new(
-                crate::dag::TaskId::parse("t").unwrap(),
-                crate::dag::OperatorName::Empty,
-            )
-        }
-    }
-
     #[test]
-    fn backoff() {
-        assert_eq!(
-            retry_delay(&task(10, false, None), 3),
-            Duration::from_secs(10)
-        );
-        let t = task(10, true, Some(60));
-        assert_eq!(retry_delay(&t, 1), Duration::from_secs(10));
-        assert_eq!(retry_delay(&t, 2), Duration::from_secs(20));
-        assert_eq!(retry_delay(&t, 3), Duration::from_secs(40));
-        assert_eq!(
-            retry_delay(&t, 4),
-            Duration::from_secs(60),
-            "capped by max_retry_delay"
-        );
-        assert_eq!(
-            retry_delay(&task(10, true, None), 40),
-            Duration::from_secs(86_400),
-            "capped at 24h"
-        );
+    fn trigger_rules_round_trip() {
+        for (name, rule) in TriggerRule::ALL {
+            assert_eq!(TriggerRule::parse(name).unwrap(), rule);
+            assert_eq!(rule.as_str(), name);
+            assert_eq!(serde_json::to_value(rule).unwrap(), serde_json::json!(name));
+        }
+        assert!(TriggerRule::parse("all_sucess")
+            .unwrap_err()
+            .contains("all_success"));
     }
 }

@@ -14,7 +14,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 
-use crate::dag::{Dag, Schedule};
+use super::schedule::{Schedule, Timetable};
 
 /// A scheduled run to create once `run_after` has passed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,8 +25,8 @@ pub struct PlannedRun {
     pub run_after: DateTime<Utc>,
 }
 
-fn cron_of(dag: &Dag) -> Option<cron::Schedule> {
-    match &dag.schedule {
+fn cron_of(tt: &Timetable) -> Option<cron::Schedule> {
+    match tt.schedule {
         Schedule::Cron { cron, .. } => cron::Schedule::from_str(cron).ok(),
         _ => None,
     }
@@ -62,31 +62,31 @@ fn interval_run(c: &cron::Schedule, a: DateTime<Utc>) -> Option<PlannedRun> {
     })
 }
 
-/// The next scheduled run of `dag` after the last one it had (`last_logical_date`, `None` if
+/// The next scheduled run of a DAG after the last one it had (`last_logical_date`, `None` if
 /// it never had one), as of `now`. `None`: nothing more will ever be scheduled.
 pub fn next_run(
-    dag: &Dag,
+    tt: &Timetable,
     last_logical_date: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
     data_intervals: bool,
 ) -> Option<PlannedRun> {
-    let planned = match &dag.schedule {
+    let planned = match tt.schedule {
         Schedule::Manual => None,
         Schedule::Once => match last_logical_date {
             Some(_) => None,
-            None => Some(trigger_run(dag.start_date.unwrap_or(now))),
+            None => Some(trigger_run(tt.start_date.unwrap_or(now))),
         },
         Schedule::Cron { .. } => {
-            let c = cron_of(dag)?;
-            let start = dag.start_date.unwrap_or(now);
+            let c = cron_of(tt)?;
+            let start = tt.start_date.unwrap_or(now);
             if data_intervals {
-                next_interval(&c, start, last_logical_date, now, dag.catchup)
+                next_interval(&c, start, last_logical_date, now, tt.catchup)
             } else {
-                next_trigger(&c, start, last_logical_date, now, dag.catchup)
+                next_trigger(&c, start, last_logical_date, now, tt.catchup)
             }
         }
     }?;
-    match dag.end_date {
+    match tt.end_date {
         Some(end) if planned.logical_date > end => None,
         _ => Some(planned),
     }
@@ -148,7 +148,28 @@ fn next_interval(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dag::{DagId, Schedule};
+
+    struct Dag {
+        schedule: Schedule,
+        start_date: Option<DateTime<Utc>>,
+        end_date: Option<DateTime<Utc>>,
+        catchup: bool,
+    }
+
+    fn next_run(
+        d: &Dag,
+        last: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+        data_intervals: bool,
+    ) -> Option<PlannedRun> {
+        let tt = Timetable {
+            schedule: &d.schedule,
+            start_date: d.start_date,
+            end_date: d.end_date,
+            catchup: d.catchup,
+        };
+        super::next_run(&tt, last, now, data_intervals)
+    }
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -161,8 +182,8 @@ mod tests {
                 cron: cron.into(),
             },
             start_date: Some(at(start)),
+            end_date: None,
             catchup,
-            ..Dag::new(DagId::parse("d").unwrap(), vec![])
         }
     }
 

@@ -1,12 +1,5 @@
-//! Kafka plumbing shared by the `publish` and `sink` operators and by `updraft standalone`:
-//! where the brokers are, and an embedded Kafka-protocol broker for when there are none.
-//!
-//! [`EmbeddedKafka`] is librdkafka's in-process mock cluster. It speaks the Kafka protocol on
-//! loopback ports (produce, idempotent produce, fetch, consumer groups, offset commits,
-//! metadata), so standalone runs the whole pipeline with nothing else installed and tests get
-//! a fresh broker each. It keeps everything in memory and is NOT for production: it does not
-//! implement CreateTopics (topics are auto-created on first use, or through
-//! [`EmbeddedKafka::create_topic`]) and loses everything when the process exits.
+//! The embedded broker: librdkafka's in-process mock cluster, for `standalone` without a
+//! Kafka and for tests.
 
 use std::ffi::{CStr, CString};
 use std::ptr::NonNull;
@@ -14,93 +7,6 @@ use std::ptr::NonNull;
 use rdkafka::bindings as rdsys;
 use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::ClientConfig;
-
-use crate::operators::context::OperatorEnv;
-
-/// Resolves the bootstrap servers for a Kafka operator. Precedence: the task's literal
-/// `bootstrap_servers`, else its `kafka_conn_id` connection (which must exist), else
-/// `KAFKA_BOOTSTRAP_SERVERS` (in standalone, the embedded broker).
-pub fn bootstrap_servers(
-    literal: Option<&str>,
-    conn_id: Option<&str>,
-    env: &OperatorEnv,
-) -> anyhow::Result<String> {
-    if let Some(s) = literal.filter(|s| !s.trim().is_empty()) {
-        return Ok(s.trim().to_string());
-    }
-    if let Some(id) = conn_id {
-        let conn = env.connections.get(&id.to_lowercase()).ok_or_else(|| {
-            anyhow::anyhow!(
-                "Kafka connection `{id}` is not defined; set AIRFLOW_CONN_{} to e.g. kafka://broker1:9092,broker2:9092",
-                id.to_uppercase()
-            )
-        })?;
-        return servers_from_uri(&conn.uri);
-    }
-    env.kafka_bootstrap_servers.clone().ok_or_else(|| {
-        anyhow::anyhow!("no Kafka brokers configured: set KAFKA_BOOTSTRAP_SERVERS, or `bootstrap_servers` / `kafka_conn_id` on the task")
-    })
-}
-
-/// `kafka://h1:9092,h2:9092` (or a bare `h1:9092,h2:9092`) → `h1:9092,h2:9092`. Any user
-/// info and path are dropped: SASL settings belong in the operator's `properties`.
-/// Sets each `(key, value)` on `config` unless the DAG's `properties` already set that key.
-pub fn set_defaults(
-    config: &mut ClientConfig,
-    properties: &std::collections::BTreeMap<String, String>,
-    defaults: &[(&str, &str)],
-) {
-    for (k, v) in defaults {
-        if !properties.contains_key(*k) {
-            config.set(*k, *v);
-        }
-    }
-}
-
-pub fn servers_from_uri(uri: &str) -> anyhow::Result<String> {
-    let rest = uri.split_once("://").map(|(_, r)| r).unwrap_or(uri);
-    let rest = rest.rsplit_once('@').map(|(_, r)| r).unwrap_or(rest);
-    let hosts = rest.split(['/', '?']).next().unwrap_or_default().trim();
-    if hosts.is_empty() {
-        anyhow::bail!("the Kafka connection URI names no broker");
-    }
-    Ok(hosts.to_string())
-}
-
-/// What `updraft standalone` does for the pipeline when nothing is configured: without
-/// `KAFKA_BOOTSTRAP_SERVERS`, start an [`EmbeddedKafka`] and point the operators at it; without
-/// any sink target, sink into standalone's own database. Each default is logged loudly, as
-/// neither is for production. Keep the returned broker alive as long as the engine runs.
-pub fn standalone_defaults(
-    env: &mut OperatorEnv,
-    database_url: &str,
-) -> anyhow::Result<Option<EmbeddedKafka>> {
-    let mut kafka = None;
-    if env.kafka_bootstrap_servers.is_none() {
-        let embedded = EmbeddedKafka::start(3)?;
-        tracing::warn!(
-            bootstrap_servers = %embedded.bootstrap_servers(),
-            "no KAFKA_BOOTSTRAP_SERVERS: started an embedded in-memory Kafka-protocol broker (librdkafka's mock \
-             cluster); messages are lost when this process exits. NOT FOR PRODUCTION"
-        );
-        env.kafka_bootstrap_servers = Some(embedded.bootstrap_servers());
-        kafka = Some(embedded);
-    }
-    let has_target = env
-        .connections
-        .contains_key(crate::operators::sink::DEFAULT_CONN_ID)
-        || env.cassandra_contact_points.is_some()
-        || env.sink_postgres_url.is_some();
-    if !has_target {
-        tracing::warn!(
-            database = %crate::operators::context::mask_uri(database_url),
-            "no sink target (AIRFLOW_CONN_SINK_DEFAULT, CASSANDRA_CONTACT_POINTS, SINK_POSTGRES_URL): the sink \
-             writes to standalone's own Postgres, schema spark_streams. NOT FOR PRODUCTION"
-        );
-        env.sink_postgres_url = Some(database_url.to_string());
-    }
-    Ok(kafka)
-}
 
 /// librdkafka's in-process mock cluster, owned for as long as this value lives.
 ///
@@ -210,7 +116,7 @@ impl EmbeddedKafka {
 impl Drop for EmbeddedKafka {
     fn drop(&mut self) {
         // Kept producers would otherwise keep reconnecting to the vanished ports.
-        crate::operators::publish::forget_servers(&self.bootstrap);
+        super::producers::forget_servers(&self.bootstrap);
         // Out of the registry first: a lookup holds its lock while it uses the cluster.
         let mut live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
         live.remove(&self.bootstrap);
@@ -345,62 +251,6 @@ pub fn read_topic(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::operators::context::Connection;
-
-    #[test]
-    fn broker_precedence() {
-        let mut env = OperatorEnv {
-            kafka_bootstrap_servers: Some("env:9092".into()),
-            ..Default::default()
-        };
-        env.connections.insert(
-            "kafka_main".into(),
-            Connection {
-                uri: "kafka://u:pw@k1:9092,k2:9092/x".into(),
-            },
-        );
-        assert_eq!(
-            bootstrap_servers(Some("lit:1"), Some("kafka_main"), &env).unwrap(),
-            "lit:1"
-        );
-        assert_eq!(
-            bootstrap_servers(None, Some("KAFKA_MAIN"), &env).unwrap(),
-            "k1:9092,k2:9092"
-        );
-        assert_eq!(bootstrap_servers(None, None, &env).unwrap(), "env:9092");
-        let err = bootstrap_servers(None, Some("nope"), &env)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("AIRFLOW_CONN_NOPE"), "{err}");
-        let err = bootstrap_servers(None, None, &OperatorEnv::default())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("KAFKA_BOOTSTRAP_SERVERS"), "{err}");
-    }
-
-    #[test]
-    fn standalone_defaults_fill_only_what_is_missing() {
-        let mut env = OperatorEnv::default();
-        let kafka = standalone_defaults(&mut env, "postgres://u:pw@h/db").unwrap();
-        assert_eq!(
-            env.kafka_bootstrap_servers,
-            kafka.as_ref().map(|k| k.bootstrap_servers())
-        );
-        assert_eq!(
-            env.sink_postgres_url.as_deref(),
-            Some("postgres://u:pw@h/db")
-        );
-        let mut env = OperatorEnv {
-            kafka_bootstrap_servers: Some("k:9092".into()),
-            cassandra_contact_points: Some("c:9042".into()),
-            ..Default::default()
-        };
-        assert!(standalone_defaults(&mut env, "postgres://h/db")
-            .unwrap()
-            .is_none());
-        assert_eq!(env.kafka_bootstrap_servers.as_deref(), Some("k:9092"));
-        assert_eq!(env.sink_postgres_url, None);
-    }
 
     #[test]
     fn embedded_kafka_starts_and_stops() {

@@ -1,0 +1,25 @@
+//! The bottom layer: updraft's vocabulary and the decisions that need no I/O. Every other
+//! module depends on it; it depends on nothing of ours, reads no file, opens no socket and
+//! asks no clock but the one it is given, so each rule here is a unit-tested pure function.
+//!
+//! - [`state`]: task and run states and run types, as Airflow names them.
+//! - [`trigger`]: trigger rules and what upstream outcomes mean for a task.
+//! - [`retry`]: when a failed try runs again.
+//! - [`schedule`], [`planner`]: schedules and the next run they call for.
+//! - [`duration`]: durations as DAG files write them.
+//! - [`log`]: task log lines and secret masking.
+
+pub mod duration;
+pub mod log;
+pub mod planner;
+pub mod retry;
+pub mod schedule;
+pub mod state;
+pub mod trigger;
+
+pub use duration::Duration;
+pub use log::{LogLine, LogStream, Secrets};
+pub use retry::RetryPolicy;
+pub use schedule::{Schedule, Timetable};
+pub use state::{RunState, RunType, TaskState};
+pub use trigger::TriggerRule;
