@@ -18,6 +18,7 @@ pub mod model;
 pub mod read;
 pub mod schedule;
 pub mod schema;
+pub mod spec;
 mod task;
 pub mod validate;
 pub mod yaml;

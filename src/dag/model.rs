@@ -8,6 +8,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::core::retry::FailedTry;
 use crate::core::{Duration, RetryPolicy, Schedule, Timetable, TriggerRule};
 use crate::operators::OperatorName;
 
@@ -173,7 +174,8 @@ pub struct Task {
     pub downstream: Vec<TaskId>,
     pub retries: u32,
     pub retry_delay: Duration,
-    pub retry_exponential_backoff: bool,
+    /// The backoff multiplier (Airflow 3): 0 is off, 2.0 doubles the delay each try.
+    pub retry_exponential_backoff: f64,
     pub max_retry_delay: Option<Duration>,
     pub execution_timeout: Option<Duration>,
     pub trigger_rule: TriggerRule,
@@ -199,6 +201,13 @@ impl Task {
         }
     }
 
+    /// The wait before retrying after `failed`, if `max_tries` (retries when the run started)
+    /// leaves another try.
+    pub fn retry_after(&self, failed: &FailedTry<'_>, max_tries: i32) -> Option<Duration> {
+        (i64::from(failed.try_number) <= i64::from(max_tries))
+            .then(|| self.retry_policy().delay_after(failed))
+    }
+
     /// A task with Airflow's defaults for everything but its id and operator (`uses` is
     /// updraft's own name for it; no arguments, no upstream).
     pub fn new(task_id: TaskId, operator: OperatorName) -> Task {
@@ -211,7 +220,7 @@ impl Task {
             downstream: Vec::new(),
             retries: 0,
             retry_delay: Task::default_retry_delay(),
-            retry_exponential_backoff: false,
+            retry_exponential_backoff: 0.0,
             max_retry_delay: None,
             execution_timeout: None,
             trigger_rule: TriggerRule::AllSuccess,

@@ -165,6 +165,27 @@ pub(crate) fn boolean(r: &mut Report, node: &Node, field: &str) -> Option<bool> 
     }
 }
 
+/// Airflow 3's `retry_exponential_backoff`: `true` (doubling, 2.0), `false` (0, off), or a
+/// non-negative multiplier.
+pub(crate) fn backoff_multiplier(r: &mut Report, node: &Node, field: &str) -> Option<f64> {
+    match node.kind {
+        NodeKind::Bool(b) => Some(if b { 2.0 } else { 0.0 }),
+        NodeKind::Int(i) if i >= 0 => Some(i as f64),
+        NodeKind::Float(f) if f.is_finite() && f >= 0.0 && f <= 1e6 => Some(f),
+        _ => {
+            r.error(
+                node,
+                field,
+                format!(
+                    "`{field}` must be true, false or a multiplier between 0 and 1000000 (2.0 doubles the delay each try), got {}",
+                    node.scalar_text().unwrap_or_else(|| node.type_name().into())
+                ),
+            );
+            None
+        }
+    }
+}
+
 /// A non-negative integer that fits in `u32`.
 pub(crate) fn count(r: &mut Report, node: &Node, field: &str) -> Option<u32> {
     match node.kind {

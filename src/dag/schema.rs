@@ -200,7 +200,7 @@ fn task_fields() -> Value {
     );
     p.insert(
         "retry_exponential_backoff".into(),
-        json!({"type": "boolean", "default": false}),
+        json!({"description": "true (2.0: doubling), false, or the multiplier", "anyOf": [{"type": "boolean"}, {"type": "number", "minimum": 0}], "default": false}),
     );
     p.insert(
         "max_retry_delay".into(),

@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::args::{self, ArgScope};
 use super::model::{Task, TaskId};
-use super::read::{boolean, count, duration, is_callback, key_str, opt, string, Report, Source};
+use super::read::{
+    backoff_multiplier, count, duration, is_callback, key_str, opt, string, Report, Source,
+};
 use super::yaml::{Node, NodeKind};
 use crate::core::TriggerRule;
 use crate::operators::OperatorName;
@@ -265,7 +267,7 @@ fn validate_task(
             "needs" => task.upstream.extend(needs(r, value, id, ids)),
             "retries" => task.retries = count(r, value, k).unwrap_or(0),
             "retry_delay" => task.retry_delay = duration(r, value, k).unwrap_or(task.retry_delay),
-            "retry_exponential_backoff" => task.retry_exponential_backoff = boolean(r, value, k).unwrap_or(false),
+            "retry_exponential_backoff" => task.retry_exponential_backoff = backoff_multiplier(r, value, k).unwrap_or(0.0),
             "max_retry_delay" => task.max_retry_delay = opt(value, |v| duration(r, v, k)),
             "execution_timeout" => task.execution_timeout = opt(value, |v| duration(r, v, k)),
             "trigger_rule" => match value.as_str().map(TriggerRule::parse) {

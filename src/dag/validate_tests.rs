@@ -418,3 +418,19 @@ fn crlf_and_bom_are_fine() {
         "`with` itself cannot be a marker",
     );
 }
+
+#[test]
+fn retry_exponential_backoff_is_a_multiplier() {
+    let src = |v: &str| {
+        format!(
+            "{HEAD}dag_id: d\ntasks:\n  - id: t\n    uses: {BASH}\n    retry_exponential_backoff: {v}\n    with: {{bash_command: x}}\n"
+        )
+    };
+    let backoff = |v: &str| ok(&src(v)).tasks[0].retry_exponential_backoff;
+    assert_eq!(backoff("true"), 2.0, "Airflow serialises true as 2.0");
+    assert_eq!(backoff("false"), 0.0);
+    assert_eq!(backoff("1.5"), 1.5);
+    assert_eq!(backoff("3"), 3.0);
+    has(&errs(&src("-1")), "dags/x.yaml:6:");
+    has(&errs(&src("fast")), "multiplier");
+}

@@ -84,7 +84,7 @@ async fn upsert_dag(pool: &PgPool, loaded: &LoadedDag) -> anyhow::Result<bool> {
     )
     .bind(dag.dag_id.as_str())
     .bind(&loaded.hash)
-    .bind(serde_json::to_value(dag)?)
+    .bind(crate::dag::spec::to_stored(dag))
     .bind(&loaded.fileloc)
     .bind(&loaded.source)
     .fetch_optional(&mut *tx)

@@ -489,7 +489,9 @@ pub async fn worker_heartbeat(pool: &PgPool, worker: Uuid) -> sqlx::Result<()> {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Expired {
     pub ti_id: i64,
+    pub dag_id: String,
     pub task_id: String,
+    pub logical_date: DateTime<Utc>,
     pub try_number: i32,
     pub max_tries: i32,
     pub version_id: i64,
@@ -497,7 +499,7 @@ pub struct Expired {
 
 pub async fn expired_leases(pool: &PgPool, limit: i64) -> sqlx::Result<Vec<Expired>> {
     sqlx::query_as::<_, Expired>(
-        "SELECT t.id AS ti_id, t.task_id, t.try_number, t.max_tries, r.version_id
+        "SELECT t.id AS ti_id, t.dag_id, t.task_id, r.logical_date, t.try_number, t.max_tries, r.version_id
          FROM task_instances t JOIN dag_runs r ON r.id = t.run_pk
          WHERE t.state = 'running' AND t.lease_expires_at < now()
          ORDER BY t.lease_expires_at LIMIT $1",
@@ -556,7 +558,7 @@ impl SpecCache {
                 .bind(version_id)
                 .fetch_one(pool)
                 .await?;
-        let dag: Arc<Dag> = Arc::new(serde_json::from_value(spec)?);
+        let dag: Arc<Dag> = Arc::new(crate::dag::spec::from_stored(spec)?);
         let mut cache = self.lock();
         if cache.len() > 10_000 {
             cache.clear();

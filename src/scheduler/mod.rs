@@ -13,6 +13,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, instrument, warn};
 use uuid::Uuid;
 
+use crate::core::retry::FailedTry;
+use crate::core::Duration;
 use crate::db::tasks::{self, Fence, Finish, SpecCache};
 use crate::db::{self, scheduling, SCHEDULER_CHANNEL};
 use crate::settings::EngineSettings;
@@ -154,11 +156,16 @@ impl Scheduler {
                     continue;
                 }
             };
-            let retry = (e.try_number <= e.max_tries).then(|| {
-                dag.task(&e.task_id)
-                    .map(|t| t.retry_policy().delay_after(e.try_number as u32))
-                    .unwrap_or_default()
-            });
+            let failed = FailedTry {
+                dag_id: &e.dag_id,
+                task_id: &e.task_id,
+                logical_date: Some(e.logical_date),
+                try_number: e.try_number.max(0) as u32,
+            };
+            let retry = match dag.task(&e.task_id) {
+                Some(t) => t.retry_after(&failed, e.max_tries),
+                None => (e.try_number <= e.max_tries).then_some(Duration::ZERO),
+            };
             let outcome = Finish::Failed { retry_after: retry };
             let item = tasks::FinishItem {
                 ti_id: e.ti_id,

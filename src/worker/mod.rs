@@ -16,7 +16,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, instrument, warn};
 use uuid::Uuid;
 
-use crate::core::{LogLine, LogStream, Secrets};
+use crate::core::retry::FailedTry;
+use crate::core::{Duration, LogLine, LogStream, Secrets};
 use crate::db::tasks::{self, Claimed, Fence, Finish, FinishItem, Finished, SpecCache};
 use crate::db::{self, WORKER_CHANNEL};
 use crate::operators::{self, OperatorEnv, TaskContext, TaskLog};
@@ -275,11 +276,16 @@ impl Worker {
             }
             (None, Err(e)) => {
                 log.line(LogStream::System, format!("Task failed: {e:#}"));
-                let retry = (c.try_number <= c.max_tries).then(|| {
-                    let task = dag.task(&c.task_id);
-                    task.map(|t| t.retry_policy().delay_after(c.try_number as u32))
-                        .unwrap_or_default()
-                });
+                let failed = FailedTry {
+                    dag_id: &c.dag_id,
+                    task_id: &c.task_id,
+                    logical_date: Some(c.logical_date),
+                    try_number: c.try_number.max(0) as u32,
+                };
+                let retry = match dag.task(&c.task_id) {
+                    Some(t) => t.retry_after(&failed, c.max_tries),
+                    None => (c.try_number <= c.max_tries).then_some(Duration::ZERO),
+                };
                 match retry {
                     Some(d) => log.info(format!("Marking task as UP_FOR_RETRY; next try in {d}")),
                     None => log.info("Marking task as FAILED"),

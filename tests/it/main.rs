@@ -14,6 +14,7 @@ mod folder;
 mod helpers;
 mod pipeline;
 mod pipeline_e2e;
+mod spec;
 mod standalone;
 mod web;
 mod web_detail;

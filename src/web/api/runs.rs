@@ -137,7 +137,7 @@ pub async fn trigger(
 async fn run_dag(st: &AppState, run: &RunRow) -> Result<Option<Dag>, ApiError> {
     Ok(q::version_spec(&st.pool, run.version_id)
         .await?
-        .and_then(|s| serde_json::from_value(s).ok()))
+        .and_then(|s| crate::dag::spec::from_stored(s).ok()))
 }
 
 pub async fn task_instances(

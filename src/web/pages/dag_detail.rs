@@ -90,7 +90,7 @@ pub async fn show(
             "DAG `{dag_id}` not found. Check the id, or the import errors page if its file failed to load."
         )));
     };
-    let dag: Option<Dag> = match serde_json::from_value(detail.spec) {
+    let dag: Option<Dag> = match crate::dag::spec::from_stored(detail.spec) {
         Ok(d) => Some(d),
         Err(e) => {
             tracing::warn!(dag_id, error = %e, "stored spec does not match this build's DAG model");

@@ -8,7 +8,6 @@ use chrono::{DateTime, Utc};
 
 use super::{fmt_duration, fmt_time, render, seg, Chrome};
 use crate::core::RunState;
-use crate::dag::Dag;
 use crate::db::runs::{self, RunRow, TaskStateRow};
 use crate::db::web as q;
 use crate::web::auth::CurrentUser;
@@ -118,7 +117,7 @@ pub async fn show(
     let mut tis = runs::task_states(&st.pool, run.id).await?;
     // Show tasks in the DAG's order (upstream first) when the run's version is readable.
     if let Some(spec) = q::version_spec(&st.pool, run.version_id).await? {
-        if let Ok(dag) = serde_json::from_value::<Dag>(spec) {
+        if let Ok(dag) = crate::dag::spec::from_stored(spec) {
             let order = |id: &str| {
                 dag.tasks
                     .iter()

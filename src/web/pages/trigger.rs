@@ -8,7 +8,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 
 use super::{render, seg, Chrome};
-use crate::dag::Dag;
 use crate::db::runs::{self, TriggerError, TriggerRequest};
 use crate::db::web as q;
 use crate::web::auth::CurrentUser;
@@ -52,7 +51,7 @@ async fn load_params(
             "DAG `{dag_id}` not found; pick one from the DAG list."
         )));
     };
-    Ok(serde_json::from_value::<Dag>(detail.spec)
+    Ok(crate::dag::spec::from_stored(detail.spec)
         .map(|d| d.params)
         .unwrap_or_default())
 }
