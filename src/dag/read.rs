@@ -171,7 +171,7 @@ pub(crate) fn backoff_multiplier(r: &mut Report, node: &Node, field: &str) -> Op
     match node.kind {
         NodeKind::Bool(b) => Some(if b { 2.0 } else { 0.0 }),
         NodeKind::Int(i) if i >= 0 => Some(i as f64),
-        NodeKind::Float(f) if f.is_finite() && f >= 0.0 && f <= 1e6 => Some(f),
+        NodeKind::Float(f) if (0.0..=1e6).contains(&f) => Some(f),
         _ => {
             r.error(
                 node,
