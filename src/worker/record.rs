@@ -1,0 +1,201 @@
+//! Recording a try's outcome: deciding success, skip, retry or failure, then writing it
+//! (fenced by the lease) through one batching recorder per worker, retrying while the
+//! database is away.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot};
+use tracing::warn;
+
+use super::logs::LOG_END_WAIT;
+use super::{StopReason, Worker};
+use crate::core::retry::FailedTry;
+use crate::core::{Duration, LogLine, LogStream};
+use crate::db;
+use crate::db::tasks::{self, Claimed, Fence, Finish, FinishItem, Finished};
+use crate::operators::{self, TaskLog};
+
+/// An outcome to record and where to send the result.
+pub(super) type OutcomeJob = (FinishItem, oneshot::Sender<sqlx::Result<Finished>>);
+
+/// How long a worker keeps trying to record an outcome while the database is away (the
+/// lease stays renewed meanwhile); after that it releases the lease and the task is retried.
+const RECORD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(300);
+
+impl Worker {
+    /// Decides the finish for a try and records it, retrying while the database is away. If
+    /// it still cannot be recorded, the lease is released so the reaper retries the task.
+    pub(super) async fn record(
+        &self,
+        c: &Claimed,
+        stop: Option<StopReason>,
+        result: anyhow::Result<operators::Outcome>,
+        log: &TaskLog,
+        end_logs: oneshot::Sender<()>,
+        writer: tokio::task::JoinHandle<Vec<LogLine>>,
+    ) {
+        let dag = match self.spec_with_retries(c.version_id).await {
+            Some(d) => d,
+            None => {
+                warn!("cannot load the DAG version to record the outcome; releasing the lease");
+                let _ = end_logs.send(());
+                if let Ok(Ok(tail)) = tokio::time::timeout(LOG_END_WAIT, writer).await {
+                    self.append_tail(c, &tail).await;
+                }
+                self.release(c).await;
+                return;
+            }
+        };
+        let finish = match (stop, result) {
+            (Some(StopReason::LeaseLost), _) => {
+                log.info("The task's lease was taken away (the run timed out or the lease expired); result discarded");
+                None
+            }
+            (Some(StopReason::Shutdown), _) => {
+                log.info("Worker shutting down: the task goes back to the queue");
+                Some(Finish::GiveBack)
+            }
+            (None, Ok(out)) if out.skipped => {
+                log.info("Marking task as SKIPPED");
+                Some(Finish::Skipped)
+            }
+            (None, Ok(out)) => {
+                log.info("Marking task as SUCCESS");
+                Some(Finish::Success { xcom: out.xcom })
+            }
+            (None, Err(e)) => {
+                log.line(LogStream::System, format!("Task failed: {e:#}"));
+                let failed = FailedTry {
+                    dag_id: &c.dag_id,
+                    task_id: &c.task_id,
+                    logical_date: Some(c.logical_date),
+                    try_number: c.try_number.max(0) as u32,
+                };
+                let retry = match dag.task(&c.task_id) {
+                    Some(t) => t.retry_after(&failed, c.max_tries),
+                    None => (c.try_number <= c.max_tries).then_some(Duration::ZERO),
+                };
+                match retry {
+                    Some(d) => log.info(format!("Marking task as UP_FOR_RETRY; next try in {d}")),
+                    None => log.info("Marking task as FAILED"),
+                }
+                Some(Finish::Failed { retry_after: retry })
+            }
+        };
+        // End the log explicitly: a process the operator left behind may still hold a handle.
+        let _ = end_logs.send(());
+        let tail = match tokio::time::timeout(LOG_END_WAIT, writer).await {
+            Ok(Ok(tail)) => tail,
+            _ => Vec::new(),
+        };
+        let Some(finish) = finish else {
+            self.append_tail(c, &tail).await;
+            return;
+        };
+        let fence = Fence::Lease {
+            owner: self.id,
+            try_number: c.try_number,
+        };
+        let item = FinishItem {
+            ti_id: c.ti_id,
+            fence,
+            outcome: finish,
+            dag,
+            tail,
+        };
+        let mut backoff = std::time::Duration::from_millis(250);
+        let deadline = Instant::now() + RECORD_PATIENCE;
+        loop {
+            let (done_tx, done_rx) = oneshot::channel();
+            let result = match self.finisher.send((item.clone(), done_tx)) {
+                Ok(()) => done_rx.await.unwrap_or(Err(sqlx::Error::PoolClosed)),
+                Err(_) => Err(sqlx::Error::PoolClosed),
+            };
+            match result {
+                Ok(Finished::Recorded { .. }) => return,
+                Ok(Finished::LeaseLost) => {
+                    warn!(
+                        "lease lost before the outcome was recorded; the reaper retries the task"
+                    );
+                    self.append_tail(c, &item.tail).await;
+                    return;
+                }
+                Err(e) if Instant::now() < deadline => {
+                    warn!(error = %e, "recording the outcome failed; retrying in {backoff:?}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
+                }
+                Err(e) => {
+                    warn!(error = %e, "could not record the outcome; releasing the lease so the task is retried");
+                    self.append_tail(c, &item.tail).await;
+                    self.release(c).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn spec_with_retries(&self, version_id: i64) -> Option<Arc<crate::dag::Dag>> {
+        for attempt in 0..5u32 {
+            match self.specs.get(&self.pool, version_id).await {
+                Ok(d) => return Some(d),
+                Err(e) => {
+                    warn!(error = %e, attempt, "loading the DAG version failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+                }
+            }
+        }
+        None
+    }
+
+    async fn append_tail(&self, c: &Claimed, tail: &[LogLine]) {
+        if let Err(e) = db::logs::append(&self.pool, c.ti_id, c.try_number, tail).await {
+            warn!(error = %e, "could not store the try's last log lines");
+        }
+    }
+
+    /// Lets the lease expire now, so the reaper counts the try as failed and retries it.
+    async fn release(&self, c: &Claimed) {
+        if let Err(e) = tasks::release_lease(&self.pool, c.ti_id, self.id, c.try_number).await {
+            // It expires by itself once this try leaves `running` and stops being renewed.
+            warn!(error = %e, "could not release the lease; it expires on its own");
+        }
+    }
+}
+
+/// Records outcomes as they arrive, batching whatever is waiting into one transaction (one
+/// commit for a burst of short tasks). If a batch fails, its items are recorded one by one
+/// so that one bad item cannot hold the others back.
+pub(super) async fn record_outcomes(pool: PgPool, mut rx: mpsc::UnboundedReceiver<OutcomeJob>) {
+    const MAX_BATCH: usize = 64;
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let (items, replies): (Vec<FinishItem>, Vec<_>) = batch.into_iter().unzip();
+        match tasks::finish_many(&pool, &items).await {
+            Ok(results) => {
+                for (reply, r) in replies.into_iter().zip(results) {
+                    let _ = reply.send(Ok(r));
+                }
+            }
+            Err(e) if items.len() > 1 => {
+                warn!(error = %e, items = items.len(), "recording a batch of outcomes failed; recording them one by one");
+                for (item, reply) in items.into_iter().zip(replies) {
+                    let _ = reply.send(tasks::finish(&pool, item).await);
+                }
+            }
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(sqlx::Error::Protocol(e.to_string())));
+                }
+            }
+        }
+    }
+}
