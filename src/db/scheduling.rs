@@ -1,6 +1,11 @@
 //! The scheduler's statements: plan and create cron runs, start queued runs within
 //! `max_active_runs`, enforce `dagrun_timeout`, heartbeat. Each picks only rows that need
 //! work (partial indexes), so a tick costs in proportion to state changes.
+//!
+//! One DAG's bad data never stops the others: each DAG's (and each run's) work is its own
+//! transaction, and a failure is recorded on that DAG (`dags.scheduler_error`, shown in the
+//! UI) and logged when it first happens or changes, not every pass. Lock order as in
+//! [`super::tasks`]: `dags` rows, then `dag_runs` rows by id, then task instances.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -9,6 +14,46 @@ use uuid::Uuid;
 use super::tasks::SpecCache;
 use super::WORKER_CHANNEL;
 use crate::core::planner::{self, PlannedRun};
+use crate::core::{TaskState, TriggerRule};
+use crate::dag::Dag;
+
+/// Records that a scheduler step failed for one DAG, logging it only when the message is
+/// new for that DAG.
+async fn record_dag_error(pool: &PgPool, dag_id: &str, step: &str, error: &anyhow::Error) {
+    let message = format!("{step}: {error:#}");
+    let changed = sqlx::query(
+        "UPDATE dags SET scheduler_error = $2, scheduler_error_at = now()
+         WHERE dag_id = $1 AND scheduler_error IS DISTINCT FROM $2",
+    )
+    .bind(dag_id)
+    .bind(&message)
+    .execute(pool)
+    .await;
+    match changed {
+        Ok(r) if r.rows_affected() == 0 => {} // already recorded and logged
+        Ok(_) => {
+            tracing::warn!(dag_id, error = %message, "scheduling this DAG failed; other DAGs go on")
+        }
+        Err(e) => {
+            tracing::warn!(dag_id, error = %message, record_error = %e, "scheduling this DAG failed")
+        }
+    }
+}
+
+/// Clears a DAG's recorded scheduler error once its step works again.
+async fn clear_dag_error(pool: &PgPool, dag_id: &str) -> sqlx::Result<()> {
+    let cleared = sqlx::query(
+        "UPDATE dags SET scheduler_error = NULL, scheduler_error_at = NULL
+         WHERE dag_id = $1 AND scheduler_error IS NOT NULL",
+    )
+    .bind(dag_id)
+    .execute(pool)
+    .await?;
+    if cleared.rows_affected() > 0 {
+        tracing::info!(dag_id, "scheduling this DAG works again");
+    }
+    Ok(())
+}
 
 /// DAGs that need their next run planned (new, changed, or unpaused after a pause).
 pub async fn plan_next_runs(
@@ -24,28 +69,40 @@ pub async fn plan_next_runs(
     .await?;
     let mut planned = 0;
     for (dag_id, version_id) in rows {
-        let dag = match specs.get(pool, version_id).await {
-            Ok(dag) => dag,
-            Err(e) => {
-                // One unreadable version must not stall every other DAG: park this one
-                // until its file changes (which resets the plan).
-                tracing::warn!(dag_id, version_id, error = %format!("{e:#}"), "cannot read the DAG version; not scheduling it");
-                store_next(pool, &dag_id, version_id, None).await?;
-                continue;
+        match plan_one(pool, specs, &dag_id, version_id, data_intervals).await {
+            Ok(()) => {
+                clear_dag_error(pool, &dag_id).await?;
+                planned += 1;
             }
-        };
-        let last: Option<DateTime<Utc>> = sqlx::query_scalar(
-            "SELECT max(logical_date) FROM dag_runs WHERE dag_id = $1 AND run_type = 'scheduled'",
-        )
-        .bind(&dag_id)
-        .fetch_one(pool)
-        .await?;
-        let now = db_now(pool).await?;
-        let next = planner::next_run(&dag.timetable(), last, now, data_intervals);
-        store_next(pool, &dag_id, version_id, next).await?;
-        planned += 1;
+            Err(e) => {
+                record_dag_error(pool, &dag_id, "planning the next run", &e).await;
+                // Parked until its file changes (which resets the plan), so it is not
+                // retried every pass.
+                store_next(pool, &dag_id, version_id, None).await?;
+            }
+        }
     }
     Ok(planned)
+}
+
+async fn plan_one(
+    pool: &PgPool,
+    specs: &SpecCache,
+    dag_id: &str,
+    version_id: i64,
+    data_intervals: bool,
+) -> anyhow::Result<()> {
+    let dag = specs.get(pool, version_id).await?;
+    let last: Option<DateTime<Utc>> = sqlx::query_scalar(
+        "SELECT max(logical_date) FROM dag_runs WHERE dag_id = $1 AND run_type = 'scheduled'",
+    )
+    .bind(dag_id)
+    .fetch_one(pool)
+    .await?;
+    let now = db_now(pool).await?;
+    let next = planner::next_run(&dag.timetable(), last, now, data_intervals);
+    store_next(pool, dag_id, version_id, next).await?;
+    Ok(())
 }
 
 /// Stores a DAG's planned next run; `None` means nothing more will be scheduled.
@@ -91,75 +148,87 @@ struct DueDag {
 }
 
 /// Creates the scheduled runs that are due, skipping DAGs that already have
-/// `max_active_runs` runs queued or running (as Airflow does), at most [`CREATE_PER_PASS`]. The DAG row is locked with SKIP LOCKED so
-/// several schedulers share the work, and the unique (dag_id, logical_date) index makes a
-/// repeat after a crash a no-op. Returns how many runs were created.
+/// `max_active_runs` runs queued or running (as Airflow does), at most [`CREATE_PER_PASS`].
+/// The DAG row is locked with SKIP LOCKED so several schedulers share the work, and the
+/// unique (dag_id, logical_date) index makes a repeat after a crash a no-op. A DAG whose run
+/// cannot be created is passed over for the rest of the pass. Returns runs created.
 pub async fn create_due_runs(
     pool: &PgPool,
     specs: &SpecCache,
     data_intervals: bool,
 ) -> anyhow::Result<usize> {
     let mut created = 0;
+    let mut failed: Vec<String> = Vec::new();
     while created < CREATE_PER_PASS {
         let mut tx = pool.begin().await?;
         let due: Option<DueDag> = sqlx::query_as(
             "SELECT dag_id, version_id, next_logical_date, next_interval_start, next_interval_end FROM dags
              WHERE is_active AND NOT is_paused AND next_run_after <= now() AND next_logical_date IS NOT NULL
+               AND NOT (dag_id = ANY($1))
                AND (SELECT count(*) FROM dag_runs r WHERE r.dag_id = dags.dag_id AND r.state IN ('queued', 'running'))
                    < max_active_runs
              ORDER BY next_run_after LIMIT 1 FOR UPDATE SKIP LOCKED",
         )
+        .bind(&failed)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(DueDag {
-            dag_id,
-            version_id,
-            next_logical_date: logical,
-            next_interval_start: start,
-            next_interval_end: end,
-        }) = due
-        else {
+        let Some(due) = due else {
             break;
         };
-        let dag = match specs.get(pool, version_id).await {
-            Ok(dag) => dag,
-            Err(e) => {
-                tracing::warn!(dag_id, version_id, error = %format!("{e:#}"), "cannot read the DAG version; not scheduling it");
-                store_next(&mut *tx, &dag_id, version_id, None).await?;
+        let dag_id = due.dag_id.clone();
+        match create_one(&mut tx, specs, pool, &due, data_intervals).await {
+            Ok(n) => {
                 tx.commit().await?;
-                continue;
+                created += n;
             }
-        };
-        let run_id = format!(
-            "scheduled__{}",
-            logical.to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
-        );
-        let inserted = sqlx::query(
-            "INSERT INTO dag_runs (dag_id, run_id, run_type, logical_date, data_interval_start, data_interval_end,
-                                   run_after, state, version_id)
-             VALUES ($1, $2, 'scheduled', $3, $4, $5, now(), 'queued', $6)
-             ON CONFLICT (dag_id, logical_date) WHERE run_type = 'scheduled' DO NOTHING",
-        )
-        .bind(&dag_id)
-        .bind(&run_id)
-        .bind(logical)
-        .bind(start)
-        .bind(end)
-        .bind(version_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        created += inserted as usize;
-        let now = db_now(&mut *tx).await?;
-        let next = planner::next_run(&dag.timetable(), Some(logical), now, data_intervals);
-        store_next(&mut *tx, &dag_id, version_id, next).await?;
-        tx.commit().await?;
+            Err(e) => {
+                drop(tx); // rolled back
+                record_dag_error(pool, &dag_id, "creating a scheduled run", &e).await;
+                failed.push(dag_id);
+            }
+        }
     }
     Ok(created)
 }
 
+async fn create_one(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    specs: &SpecCache,
+    pool: &PgPool,
+    due: &DueDag,
+    data_intervals: bool,
+) -> anyhow::Result<usize> {
+    let dag = specs.get(pool, due.version_id).await?;
+    let logical = due.next_logical_date;
+    let run_id = format!(
+        "scheduled__{}",
+        logical.to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+    );
+    let inserted = sqlx::query(
+        "INSERT INTO dag_runs (dag_id, run_id, run_type, logical_date, data_interval_start, data_interval_end,
+                               run_after, state, version_id)
+         VALUES ($1, $2, 'scheduled', $3, $4, $5, now(), 'queued', $6)
+         ON CONFLICT (dag_id, logical_date) WHERE run_type = 'scheduled' DO NOTHING",
+    )
+    .bind(&due.dag_id)
+    .bind(&run_id)
+    .bind(logical)
+    .bind(due.next_interval_start)
+    .bind(due.next_interval_end)
+    .bind(due.version_id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    let now = db_now(&mut **tx).await?;
+    let next = planner::next_run(&dag.timetable(), Some(logical), now, data_intervals);
+    store_next(&mut **tx, &due.dag_id, due.version_id, next).await?;
+    Ok(inserted as usize)
+}
+
 /// Starts queued runs of unpaused DAGs within `max_active_runs`: creates their task
-/// instances, queues the tasks with no upstream, and wakes workers. Returns runs started.
+/// instances, queues the tasks with no upstream, and wakes workers. Each DAG is its own
+/// transaction; a run that cannot start is failed with the reason as its note (recorded on
+/// the DAG too), and the other runs and DAGs go on. Returns runs started.
 pub async fn start_queued_runs(pool: &PgPool, specs: &SpecCache) -> anyhow::Result<usize> {
     let dag_ids: Vec<String> = sqlx::query_scalar(
         "SELECT DISTINCT r.dag_id FROM dag_runs r JOIN dags d ON d.dag_id = r.dag_id
@@ -169,119 +238,187 @@ pub async fn start_queued_runs(pool: &PgPool, specs: &SpecCache) -> anyhow::Resu
     .await?;
     let mut started = 0;
     for dag_id in dag_ids {
-        let mut tx = pool.begin().await?;
-        let Some(max_active): Option<i32> = sqlx::query_scalar(
-            "SELECT max_active_runs FROM dags WHERE dag_id = $1 AND NOT is_paused FOR UPDATE SKIP LOCKED",
-        )
-        .bind(&dag_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        else {
-            continue;
-        };
-        let running: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM dag_runs WHERE dag_id = $1 AND state = 'running'",
-        )
-        .bind(&dag_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let free = (max_active as i64 - running).max(0);
-        let runs: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT id, version_id FROM dag_runs WHERE dag_id = $1 AND state = 'queued'
-             ORDER BY logical_date, id LIMIT $2",
-        )
-        .bind(&dag_id)
-        .bind(free)
-        .fetch_all(&mut *tx)
-        .await?;
-        for (run_pk, version_id) in runs {
-            let dag = match specs.get(pool, version_id).await {
-                Ok(dag) => dag,
-                Err(e) => {
-                    let note = format!("updraft could not read DAG version {version_id}: {e:#}");
-                    tracing::warn!(dag_id, run_pk, "{note}; failing the run");
-                    sqlx::query(
-                        "UPDATE dag_runs SET state = 'failed', start_date = now(), end_date = now(), note = $2
-                         WHERE id = $1 AND state = 'queued'",
-                    )
-                    .bind(run_pk)
-                    .bind(&note)
-                    .execute(&mut *tx)
-                    .await?;
-                    continue;
-                }
-            };
-            let ids: Vec<&str> = dag.tasks.iter().map(|t| t.task_id.as_str()).collect();
-            let max_tries: Vec<i32> = dag.tasks.iter().map(|t| t.retries as i32).collect();
-            let totals: Vec<i32> = dag.tasks.iter().map(|t| t.upstream.len() as i32).collect();
-            let states: Vec<&str> = dag
-                .tasks
-                .iter()
-                .map(|t| {
-                    let ready =
-                        t.upstream.is_empty() || t.trigger_rule == crate::dag::TriggerRule::Always;
-                    if ready {
-                        "queued"
-                    } else {
-                        "none"
-                    }
-                })
-                .collect();
-            sqlx::query(
-                "INSERT INTO task_instances (run_pk, dag_id, task_id, max_tries, upstream_total, state, queued_at)
-                 SELECT $1, $2, t, m, u, s, CASE WHEN s = 'queued' THEN now() END
-                 FROM UNNEST($3::text[], $4::int[], $5::int[], $6::text[]) AS x(t, m, u, s)",
-            )
-            .bind(run_pk)
-            .bind(&dag_id)
-            .bind(&ids)
-            .bind(&max_tries)
-            .bind(&totals)
-            .bind(&states)
-            .execute(&mut *tx)
-            .await?;
-            let timeout = dag.dagrun_timeout.map(|d| d.pg_interval_micros());
-            sqlx::query(
-                "UPDATE dag_runs SET state = CASE WHEN $2 = 0 THEN 'success' ELSE 'running' END,
-                    start_date = now(), end_date = CASE WHEN $2 = 0 THEN now() END, unfinished_tasks = $2,
-                    timeout_at = now() + $3 * interval '1 microsecond'
-                 WHERE id = $1 AND state = 'queued'",
-            )
-            .bind(run_pk)
-            .bind(ids.len() as i32)
-            .bind(timeout)
-            .execute(&mut *tx)
-            .await?;
-            started += 1;
+        match start_for_dag(pool, specs, &dag_id).await {
+            Ok(n) => started += n,
+            Err(StartError::Run { run_pk, error }) => {
+                record_dag_error(pool, &dag_id, "starting a run", &error).await;
+                fail_unstartable(pool, run_pk, &format!("{error:#}")).await?;
+            }
+            Err(StartError::Dag(error)) => {
+                record_dag_error(pool, &dag_id, "starting runs", &error).await
+            }
         }
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(WORKER_CHANNEL)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
     }
     Ok(started)
 }
 
-/// Fails runs past their `dagrun_timeout`: unfinished tasks are skipped, running ones failed
-/// (their workers lose the lease and cancel at the next heartbeat). Returns runs timed out.
+enum StartError {
+    /// This run cannot start (its version cannot be read, its data is out of range).
+    Run {
+        run_pk: i64,
+        error: anyhow::Error,
+    },
+    Dag(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for StartError {
+    fn from(e: E) -> Self {
+        StartError::Dag(e.into())
+    }
+}
+
+async fn start_for_dag(
+    pool: &PgPool,
+    specs: &SpecCache,
+    dag_id: &str,
+) -> Result<usize, StartError> {
+    let mut tx = pool.begin().await?;
+    let Some(max_active): Option<i32> = sqlx::query_scalar(
+        "SELECT max_active_runs FROM dags WHERE dag_id = $1 AND NOT is_paused FOR UPDATE SKIP LOCKED",
+    )
+    .bind(dag_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    else {
+        return Ok(0);
+    };
+    let running: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM dag_runs WHERE dag_id = $1 AND state = 'running'")
+            .bind(dag_id)
+            .fetch_one(&mut *tx)
+            .await?;
+    let free = (i64::from(max_active) - running).max(0);
+    let runs: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT id, version_id FROM dag_runs WHERE dag_id = $1 AND state = 'queued'
+         ORDER BY logical_date, id LIMIT $2 FOR UPDATE",
+    )
+    .bind(dag_id)
+    .bind(free)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut started = 0;
+    for (run_pk, version_id) in runs {
+        let dag = specs
+            .get(pool, version_id)
+            .await
+            .map_err(|e| StartError::Run {
+                run_pk,
+                error: e.context(format!("could not read DAG version {version_id}")),
+            })?;
+        start_run(&mut tx, run_pk, dag_id, &dag)
+            .await
+            .map_err(|e| StartError::Run {
+                run_pk,
+                error: e.into(),
+            })?;
+        started += 1;
+    }
+    if started > 0 {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(WORKER_CHANNEL)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(started)
+}
+
+/// Creates a run's task instances (the ready ones queued) and marks it running.
+async fn start_run(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    run_pk: i64,
+    dag_id: &str,
+    dag: &Dag,
+) -> sqlx::Result<()> {
+    let ids: Vec<&str> = dag.tasks.iter().map(|t| t.task_id.as_str()).collect();
+    let max_tries: Vec<i32> = dag
+        .tasks
+        .iter()
+        .map(|t| i32::try_from(t.retries).unwrap_or(i32::MAX))
+        .collect();
+    let totals: Vec<i32> = dag.tasks.iter().map(|t| t.upstream.len() as i32).collect();
+    let states: Vec<TaskState> = dag
+        .tasks
+        .iter()
+        .map(|t| {
+            if t.upstream.is_empty() || t.trigger_rule == TriggerRule::Always {
+                TaskState::Queued
+            } else {
+                TaskState::None
+            }
+        })
+        .collect();
+    let states: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+    sqlx::query(
+        "INSERT INTO task_instances (run_pk, dag_id, task_id, max_tries, upstream_total, state, queued_at, not_before)
+         SELECT $1, $2, t, m, u, s, CASE WHEN s = 'queued' THEN now() END,
+                CASE WHEN s = 'queued' THEN now() ELSE '-infinity' END
+         FROM UNNEST($3::text[], $4::int[], $5::int[], $6::text[]) AS x(t, m, u, s)",
+    )
+    .bind(run_pk)
+    .bind(dag_id)
+    .bind(&ids)
+    .bind(&max_tries)
+    .bind(&totals)
+    .bind(&states)
+    .execute(&mut **tx)
+    .await?;
+    let timeout = dag.dagrun_timeout.map(|d| d.pg_interval_micros());
+    sqlx::query(
+        "UPDATE dag_runs SET state = CASE WHEN $2 = 0 THEN 'success' ELSE 'running' END,
+            start_date = now(), end_date = CASE WHEN $2 = 0 THEN now() END, unfinished_tasks = $2,
+            timeout_at = now() + $3 * interval '1 microsecond'
+         WHERE id = $1 AND state = 'queued'",
+    )
+    .bind(run_pk)
+    .bind(ids.len() as i32)
+    .bind(timeout)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Fails a queued run that cannot start, with the reason as its note.
+async fn fail_unstartable(pool: &PgPool, run_pk: i64, reason: &str) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE dag_runs SET state = 'failed', start_date = now(), end_date = now(),
+                note = 'updraft could not start this run: ' || $2
+         WHERE id = $1 AND state = 'queued'",
+    )
+    .bind(run_pk)
+    .bind(reason)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Ends runs past their `dagrun_timeout` as Airflow does: the run fails, and every task
+/// instance not yet finished is skipped, running ones included (their workers see the try
+/// taken away at the next heartbeat and stop it). Runs are locked in id order, then their
+/// task instances. Returns runs timed out.
 pub async fn enforce_run_timeouts(pool: &PgPool) -> sqlx::Result<usize> {
     let mut tx = pool.begin().await?;
     let runs: Vec<i64> = sqlx::query_scalar(
-        "UPDATE dag_runs SET state = 'failed', end_date = now(), unfinished_tasks = 0
-         WHERE state = 'running' AND timeout_at < now() RETURNING id",
+        "UPDATE dag_runs SET state = 'failed', end_date = now(), unfinished_tasks = 0,
+                note = coalesce(note, 'The run exceeded its dagrun_timeout.')
+         WHERE id IN (SELECT id FROM dag_runs WHERE state = 'running' AND timeout_at < now()
+                      ORDER BY id FOR UPDATE SKIP LOCKED)
+         RETURNING id",
     )
     .fetch_all(&mut *tx)
     .await?;
     if !runs.is_empty() {
         sqlx::query(
-            "UPDATE task_instances SET state = CASE WHEN state = 'running' THEN 'failed' ELSE 'skipped' END,
-                end_date = now(), lease_owner = NULL, lease_expires_at = NULL
+            "UPDATE task_instances SET state = 'skipped', end_date = now()
              WHERE run_pk = ANY($1) AND state IN ('none', 'scheduled', 'queued', 'running', 'up_for_retry')",
         )
         .bind(&runs)
         .execute(&mut *tx)
         .await?;
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(super::SCHEDULER_CHANNEL)
+            .execute(&mut *tx)
+            .await?;
     }
     tx.commit().await?;
     Ok(runs.len())

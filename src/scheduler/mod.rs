@@ -5,7 +5,9 @@
 
 pub mod processor;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use sqlx::PgPool;
 use tokio::sync::Notify;
@@ -19,28 +21,12 @@ use crate::db::tasks::{self, Fence, Finish, SpecCache};
 use crate::db::{self, scheduling, SCHEDULER_CHANNEL};
 use crate::settings::EngineSettings;
 
-/// Runs one step of a tick; a failure is logged and counts as nothing done.
-async fn step<T: Default, E: Into<anyhow::Error>>(
-    name: &str,
-    work: impl std::future::Future<Output = Result<T, E>>,
-) -> T {
-    match work.await {
-        Ok(v) => v,
-        Err(e) => {
-            let e: anyhow::Error = e.into();
-            warn!(step = name, error = %format!("{e:#}"), "scheduler step failed; it runs again next tick");
-            T::default()
-        }
-    }
-}
-
 /// What one tick did, for tests and debug logs.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct TickReport {
     pub planned: usize,
     pub created: usize,
     pub started: usize,
-    pub retried: u64,
     pub reaped: usize,
     pub timed_out: usize,
 }
@@ -52,6 +38,13 @@ pub struct Scheduler {
     settings: EngineSettings,
     specs: SpecCache,
     wake: Arc<Notify>,
+    /// Since when every step has reached the database; `None` after a failure. The reaper
+    /// waits until the database has been reachable for a whole lease TTL, so workers get
+    /// to heartbeat and record their outcomes before their leases are judged.
+    healthy_since: Mutex<Option<Instant>>,
+    /// The last error of each step, so a failure is logged when it starts or changes, not
+    /// every pass.
+    failures: Mutex<HashMap<&'static str, String>>,
 }
 
 impl Scheduler {
@@ -63,7 +56,46 @@ impl Scheduler {
             settings,
             specs,
             wake: Arc::new(Notify::new()),
+            healthy_since: Mutex::new(None),
+            failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Runs one step of a tick; a failure counts as nothing done, is logged when it first
+    /// happens (or its message changes), and marks the database as not healthy.
+    async fn step<T: Default, E: Into<anyhow::Error>>(
+        &self,
+        name: &'static str,
+        work: impl std::future::Future<Output = Result<T, E>>,
+    ) -> T {
+        let result = work.await;
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        match result {
+            Ok(v) => {
+                if failures.remove(name).is_some() {
+                    info!(step = name, "scheduler step works again");
+                }
+                v
+            }
+            Err(e) => {
+                let e: anyhow::Error = e.into();
+                let message = format!("{e:#}");
+                if failures.get(name) != Some(&message) {
+                    warn!(step = name, error = %message, "scheduler step failed; it runs again next tick");
+                    failures.insert(name, message);
+                }
+                *self.healthy_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                T::default()
+            }
+        }
+    }
+
+    /// Whether the database has been reachable for a whole lease TTL, so expired leases
+    /// can be trusted to mean a dead worker, not an outage everyone shared.
+    fn may_reap(&self) -> bool {
+        let mut since = self.healthy_since.lock().unwrap_or_else(|e| e.into_inner());
+        let t = *since.get_or_insert_with(Instant::now);
+        t.elapsed() >= self.settings.lease_ttl.std()
     }
 
     /// Runs the DAG processor and the scheduling loop until `shutdown`.
@@ -107,34 +139,47 @@ impl Scheduler {
     pub async fn tick(&self) -> anyhow::Result<TickReport> {
         let data_intervals = self.settings.create_cron_data_intervals;
         // Each step stands alone: one failing must not stop reaping or timeouts.
+        let heartbeat = self
+            .step(
+                "heartbeat",
+                scheduling::scheduler_heartbeat(&self.pool, self.id, &self.hostname),
+            )
+            .await;
         let report = TickReport {
-            planned: step(
-                "plan next runs",
-                scheduling::plan_next_runs(&self.pool, &self.specs, data_intervals),
-            )
-            .await,
-            created: step(
-                "create due runs",
-                scheduling::create_due_runs(&self.pool, &self.specs, data_intervals),
-            )
-            .await,
-            started: step(
-                "start queued runs",
-                scheduling::start_queued_runs(&self.pool, &self.specs),
-            )
-            .await,
-            retried: step("queue due retries", tasks::queue_due_retries(&self.pool)).await,
-            reaped: step("reap expired leases", self.reap()).await,
-            timed_out: step(
-                "enforce run timeouts",
-                scheduling::enforce_run_timeouts(&self.pool),
-            )
-            .await,
+            planned: self
+                .step(
+                    "plan next runs",
+                    scheduling::plan_next_runs(&self.pool, &self.specs, data_intervals),
+                )
+                .await,
+            created: self
+                .step(
+                    "create due runs",
+                    scheduling::create_due_runs(&self.pool, &self.specs, data_intervals),
+                )
+                .await,
+            started: self
+                .step(
+                    "start queued runs",
+                    scheduling::start_queued_runs(&self.pool, &self.specs),
+                )
+                .await,
+            reaped: if self.may_reap() {
+                self.step("reap expired leases", self.reap()).await
+            } else {
+                0
+            },
+            timed_out: self
+                .step(
+                    "enforce run timeouts",
+                    scheduling::enforce_run_timeouts(&self.pool),
+                )
+                .await,
         };
         if report.created >= scheduling::CREATE_PER_PASS {
             self.wake.notify_one(); // more runs are due: come back at once
         }
-        scheduling::scheduler_heartbeat(&self.pool, self.id, &self.hostname).await?;
+        let _: () = heartbeat;
         Ok(report)
     }
 
@@ -152,7 +197,7 @@ impl Scheduler {
                         e.version_id
                     );
                     warn!(ti_id = e.ti_id, "{note}; failing the task and its run");
-                    tasks::fail_unreadable(&self.pool, e.ti_id, &note).await?;
+                    tasks::fail_unreadable(&self.pool, e.run_pk, e.ti_id, &note).await?;
                     continue;
                 }
             };
@@ -169,7 +214,11 @@ impl Scheduler {
             let outcome = Finish::Failed { retry_after: retry };
             let item = tasks::FinishItem {
                 ti_id: e.ti_id,
-                fence: Fence::Expired,
+                run_pk: e.run_pk,
+                fence: Fence::Expired {
+                    owner: e.lease_owner,
+                    try_number: e.try_number,
+                },
                 outcome,
                 dag,
                 tail: Vec::new(),

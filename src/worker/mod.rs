@@ -32,6 +32,7 @@ enum StopReason {
 }
 
 struct Running {
+    try_number: i32,
     cancel: CancellationToken,
     reason: Arc<Mutex<Option<StopReason>>>,
 }
@@ -76,13 +77,7 @@ impl Worker {
         let this = Arc::new(self);
         let slots = Arc::new(Semaphore::new(this.settings.worker_slots));
         let tracker = TaskTracker::new();
-        db::tasks::register_worker(
-            &this.pool,
-            this.id,
-            &this.hostname,
-            this.settings.worker_slots as i32,
-        )
-        .await?;
+        this.register().await?;
         info!(worker = %this.id, slots = this.settings.worker_slots, "worker started");
 
         let listen_stop = CancellationToken::new();
@@ -106,15 +101,7 @@ impl Worker {
             let free = slots.available_permits();
             let mut claimed_all = false;
             if free > 0 {
-                match tasks::claim(
-                    &this.pool,
-                    this.id,
-                    &this.hostname,
-                    free as i64,
-                    this.settings.lease_ttl,
-                )
-                .await
-                {
+                match tasks::claim(&this.pool, this.id, &this.hostname, free as i64).await {
                     Ok(claimed) => {
                         claimed_all = claimed.len() == free;
                         for c in claimed {
@@ -138,9 +125,11 @@ impl Worker {
             if claimed_all {
                 continue; // there may be more queued work
             }
+            // Sleep until woken, polled, or the next retry falls due, whichever is first.
+            let idle = this.idle_time().await;
             tokio::select! {
                 _ = this.wake.notified() => {}
-                _ = tokio::time::sleep(this.settings.poll_interval.std()) => {}
+                _ = tokio::time::sleep(idle) => {}
                 _ = shutdown.cancelled() => {}
             }
         }
@@ -159,48 +148,95 @@ impl Worker {
             tracker.wait().await;
         }
         listen_stop.cancel();
+        // Every try has been recorded or handed back: nothing is leased to this worker.
+        if let Err(e) = tasks::unregister_worker(&this.pool, this.id).await {
+            warn!(error = %e, "could not remove this worker's row; it is forgotten after a day");
+        }
+        info!(worker = %this.id, "worker stopped");
         Ok(())
+    }
+
+    /// How long an idle claim loop waits: the poll interval, or less when a retry falls due
+    /// sooner.
+    async fn idle_time(&self) -> std::time::Duration {
+        let poll = self.settings.poll_interval.std();
+        match tasks::next_retry_due(&self.pool).await {
+            Ok(Some(due)) => (due - chrono::Utc::now())
+                .to_std()
+                .map(|d| d.min(poll))
+                .unwrap_or(std::time::Duration::ZERO),
+            _ => poll,
+        }
     }
 
     fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Running>> {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Renews leases; a try whose lease is gone (reaped, run timed out) is cancelled.
+    /// Renews this worker's lease (one row for all its tries) every third of the lease TTL,
+    /// and cancels tries that were taken away (reaped, run timed out, cleared). A failed
+    /// heartbeat is retried at the next beat; leases only expire if the database stays out
+    /// of reach for the whole TTL, and the reaper waits a TTL after any outage of its own.
     async fn heartbeat_loop(self: Arc<Self>, stop: CancellationToken) {
         let every = self.settings.lease_ttl.std() / 3;
+        let mut failing = false;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
                 _ = stop.cancelled() => return,
             }
-            // Renew only the tries this worker is running right now (an outcome it failed to
-            // record must not be kept alive forever), and judge only the ids it asked about:
-            // a try claimed after the snapshot is not "lost".
-            let asked: Vec<i64> = self.lock_running().keys().copied().collect();
-            let renewed = if asked.is_empty() {
-                Ok(Vec::new())
-            } else {
-                tasks::heartbeat(&self.pool, self.id, &asked, self.settings.lease_ttl).await
-            };
-            match renewed {
-                Ok(held) => {
-                    let running = self.lock_running();
-                    for (ti_id, r) in running.iter().filter(|(id, _)| asked.contains(id)) {
-                        if !held.contains(ti_id) {
-                            warn!(ti_id, "lease lost; cancelling the try");
-                            *r.reason.lock().unwrap_or_else(|e| e.into_inner()) =
-                                Some(StopReason::LeaseLost);
-                            r.cancel.cancel();
-                        }
-                    }
+            match self.beat().await {
+                Ok(()) if failing => {
+                    info!("heartbeat works again");
+                    failing = false;
                 }
-                Err(e) => warn!(error = %e, "heartbeat failed; leases expire if this persists"),
-            }
-            if let Err(e) = tasks::worker_heartbeat(&self.pool, self.id).await {
-                warn!(error = %e, "worker heartbeat failed");
+                Ok(()) => {}
+                Err(e) if !failing => {
+                    warn!(error = %e, "heartbeat failed; retrying each beat (leases expire if this lasts longer than the lease TTL)");
+                    failing = true;
+                }
+                Err(_) => {}
             }
         }
+    }
+
+    /// One heartbeat: renew the lease, then check which tries are still this worker's. Only
+    /// the tries asked about are judged: one claimed after the snapshot is not "lost".
+    async fn beat(&self) -> sqlx::Result<()> {
+        if !tasks::worker_heartbeat(&self.pool, self.id).await? {
+            // The row was removed (by hand, or a clock jump let it be forgotten): register
+            // again so this worker's tries stay leased.
+            self.register().await?;
+        }
+        let asked: Vec<(i64, i32)> = self
+            .lock_running()
+            .iter()
+            .map(|(id, r)| (*id, r.try_number))
+            .collect();
+        let held = tasks::held_tries(&self.pool, self.id, &asked).await?;
+        let running = self.lock_running();
+        for (ti_id, _) in asked.iter().filter(|(id, _)| !held.contains(id)) {
+            if let Some(r) = running.get(ti_id) {
+                warn!(
+                    ti_id,
+                    "this try was taken away (reaped, timed out or cleared); cancelling it"
+                );
+                *r.reason.lock().unwrap_or_else(|e| e.into_inner()) = Some(StopReason::LeaseLost);
+                r.cancel.cancel();
+            }
+        }
+        Ok(())
+    }
+
+    async fn register(&self) -> sqlx::Result<()> {
+        tasks::register_worker(
+            &self.pool,
+            self.id,
+            &self.hostname,
+            self.settings.worker_slots as i32,
+            self.settings.lease_ttl,
+        )
+        .await
     }
 
     #[instrument(skip_all, fields(dag_id = %c.dag_id, run_id = %c.run_id, task_id = %c.task_id, try_number = c.try_number))]
@@ -210,6 +246,7 @@ impl Worker {
         self.lock_running().insert(
             c.ti_id,
             Running {
+                try_number: c.try_number,
                 cancel: cancel.clone(),
                 reason: reason.clone(),
             },

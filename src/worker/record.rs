@@ -3,7 +3,8 @@
 //! database is away.
 
 use std::sync::Arc;
-use std::time::Instant;
+
+use backon::{ExponentialBuilder, Retryable};
 
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
@@ -100,54 +101,64 @@ impl Worker {
         };
         let item = FinishItem {
             ti_id: c.ti_id,
+            run_pk: c.run_pk,
             fence,
             outcome: finish,
             dag,
             tail,
         };
-        let mut backoff = std::time::Duration::from_millis(250);
-        let deadline = Instant::now() + RECORD_PATIENCE;
-        loop {
+        // While the database is away, keep trying often (at most a second apart), so the
+        // outcome lands as soon as it is back: before the reaper, which waits a lease TTL
+        // after an outage, would take the try back.
+        let mut warned = false;
+        let result = (|| async {
             let (done_tx, done_rx) = oneshot::channel();
-            let result = match self.finisher.send((item.clone(), done_tx)) {
+            match self.finisher.send((item.clone(), done_tx)) {
                 Ok(()) => done_rx.await.unwrap_or(Err(sqlx::Error::PoolClosed)),
                 Err(_) => Err(sqlx::Error::PoolClosed),
-            };
-            match result {
-                Ok(Finished::Recorded { .. }) => return,
-                Ok(Finished::LeaseLost) => {
-                    warn!(
-                        "lease lost before the outcome was recorded; the reaper retries the task"
-                    );
-                    self.append_tail(c, &item.tail).await;
-                    return;
-                }
-                Err(e) if Instant::now() < deadline => {
-                    warn!(error = %e, "recording the outcome failed; retrying in {backoff:?}");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
-                }
-                Err(e) => {
-                    warn!(error = %e, "could not record the outcome; releasing the lease so the task is retried");
-                    self.append_tail(c, &item.tail).await;
-                    self.release(c).await;
-                    return;
-                }
+            }
+        })
+        .retry(
+            ExponentialBuilder::new()
+                .with_min_delay(std::time::Duration::from_millis(50))
+                .with_max_delay(std::time::Duration::from_secs(1))
+                .with_total_delay(Some(RECORD_PATIENCE))
+                .without_max_times()
+                .with_jitter(),
+        )
+        .notify(|e, _| {
+            if !warned {
+                warn!(error = %e, "recording the outcome failed; retrying until the database answers");
+                warned = true;
+            }
+        })
+        .await;
+        match result {
+            Ok(Finished::Recorded { .. }) => {}
+            Ok(Finished::LeaseLost) => {
+                warn!("the try was taken away before its outcome was recorded; outcome discarded");
+                self.append_tail(c, &item.tail).await;
+            }
+            Err(e) => {
+                warn!(error = %e, "could not record the outcome; releasing the lease so the task is retried");
+                self.append_tail(c, &item.tail).await;
+                self.release(c).await;
             }
         }
     }
 
     async fn spec_with_retries(&self, version_id: i64) -> Option<Arc<crate::dag::Dag>> {
-        for attempt in 0..5u32 {
-            match self.specs.get(&self.pool, version_id).await {
-                Ok(d) => return Some(d),
-                Err(e) => {
-                    warn!(error = %e, attempt, "loading the DAG version failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
-                }
-            }
-        }
-        None
+        (|| self.specs.get(&self.pool, version_id))
+            .retry(
+                ExponentialBuilder::new()
+                    .with_min_delay(std::time::Duration::from_millis(200))
+                    .with_max_times(5),
+            )
+            .notify(
+                |e, _| warn!(error = %format!("{e:#}"), "loading the DAG version failed; retrying"),
+            )
+            .await
+            .ok()
     }
 
     async fn append_tail(&self, c: &Claimed, tail: &[LogLine]) {

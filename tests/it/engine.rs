@@ -247,12 +247,19 @@ async fn log_lines_written_while_the_database_refuses_them_are_kept() {
     assert_eq!(lines, expected);
 }
 
+/// Airflow's semantics: the run fails and every unfinished task instance, the running one
+/// included, becomes skipped; the running command is stopped.
 #[tokio::test]
 async fn dagrun_timeout_fails_the_run_and_skips_the_rest() {
     let db = fresh_db().await;
+    let marker = tempfile::tempdir().unwrap();
+    let done = marker.path().join("done");
     let mut d = dag(
         "run_timeout",
-        vec![bash("slow", "sleep 20", &[]), empty("next", &["slow"])],
+        vec![
+            bash("slow", &format!("sleep 20; touch {}", done.display()), &[]),
+            empty("next", &["slow"]),
+        ],
     );
     d.dagrun_timeout = Some(updraft::dag::Duration::from_secs(1));
     install(&db.pool, &[d]).await;
@@ -264,9 +271,17 @@ async fn dagrun_timeout_fails_the_run_and_skips_the_rest() {
         "failed"
     );
     let s = states(&db.pool, "run_timeout", &run_id).await;
-    assert_eq!(s["slow"].0, "failed");
+    assert_eq!(s["slow"].0, "skipped");
     assert_eq!(s["next"].0, "skipped");
+    // The worker sees the try taken away at its next heartbeat (every second here) and
+    // kills the command: stopping does not wait for it, nor for the 5 s shutdown grace.
+    let stopping = std::time::Instant::now();
     engine.stop().await;
+    assert!(
+        stopping.elapsed() < Duration::from_secs(4),
+        "the timed-out command was still running at shutdown"
+    );
+    assert!(!done.exists(), "the timed-out command ran to its end");
 }
 
 #[tokio::test]

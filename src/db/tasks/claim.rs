@@ -1,0 +1,95 @@
+//! Claiming: one statement takes the due task instances a worker has slots for and leases
+//! them to it. Queued tasks and retries whose delay has passed are taken together in due-time
+//! order (`not_before`: when a task became ready, or when its retry is due), so a retry due
+//! now does not wait behind tasks queued after it.
+//!
+//! Claims run one at a time, under a transaction-scoped advisory lock, so the limits they
+//! check are exact: `max_active_tasks` per run (as in Airflow 3) is never overshot by two
+//! workers claiming in the same instant. A claim holds the lock for one short statement and
+//! waits on no row (`SKIP LOCKED`), so it cannot take part in a deadlock.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// The advisory lock key that serializes claims (`'updraft' claim`, an arbitrary constant).
+const CLAIM_LOCK: i64 = 0x7570_6472_6166_7431;
+
+/// A task instance a worker now holds the lease on, with what it needs to run it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Claimed {
+    pub ti_id: i64,
+    pub run_pk: i64,
+    pub dag_id: String,
+    pub task_id: String,
+    pub try_number: i32,
+    pub max_tries: i32,
+    pub version_id: i64,
+    pub run_id: String,
+    pub logical_date: DateTime<Utc>,
+    pub data_interval_start: DateTime<Utc>,
+    pub data_interval_end: DateTime<Utc>,
+    pub conf: serde_json::Value,
+}
+
+/// Claims up to `limit` task instances whose time has come, leasing them to `worker`.
+///
+/// Candidates of runs already at `max_active_tasks` are passed over in the scan; the rest are
+/// ranked within their run so that a claim never takes more than a run has room for. Four
+/// times `limit` candidates are locked so that a run at its limit does not crowd out others.
+pub async fn claim(
+    pool: &PgPool,
+    worker: Uuid,
+    hostname: &str,
+    limit: i64,
+) -> sqlx::Result<Vec<Claimed>> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(CLAIM_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    let claimed = sqlx::query_as::<_, Claimed>(
+        "WITH cand AS (
+             SELECT q.id, q.run_pk, q.dag_id, q.not_before FROM task_instances q
+             WHERE q.state IN ('queued', 'up_for_retry') AND q.not_before <= now()
+               AND (SELECT count(*) FROM task_instances a WHERE a.run_pk = q.run_pk AND a.state = 'running')
+                   < (SELECT d.max_active_tasks FROM dags d WHERE d.dag_id = q.dag_id)
+             ORDER BY q.not_before, q.id
+             FOR UPDATE SKIP LOCKED
+             LIMIT $2 * 4
+         ), ranked AS (
+             SELECT c.id, c.not_before,
+                    row_number() OVER (PARTITION BY c.run_pk ORDER BY c.not_before, c.id) AS rn,
+                    (SELECT d.max_active_tasks FROM dags d WHERE d.dag_id = c.dag_id)
+                      - (SELECT count(*) FROM task_instances a WHERE a.run_pk = c.run_pk AND a.state = 'running') AS room
+             FROM cand c
+         ), chosen AS (
+             SELECT id FROM ranked WHERE rn <= room ORDER BY not_before, id LIMIT $2
+         )
+         UPDATE task_instances t
+         SET state = 'running', try_number = t.try_number + 1, lease_owner = $1,
+             lease_expires_at = NULL, heartbeat_at = now(), start_date = now(), end_date = NULL,
+             hostname = $3
+         FROM dag_runs r
+         WHERE r.id = t.run_pk AND t.id IN (SELECT id FROM chosen)
+         RETURNING t.id AS ti_id, t.run_pk, t.dag_id, t.task_id, t.try_number, t.max_tries, r.version_id,
+                   r.run_id, r.logical_date, r.data_interval_start, r.data_interval_end, r.conf",
+    )
+    .bind(worker)
+    .bind(limit)
+    .bind(hostname)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(claimed)
+}
+
+/// When the next retry falls due, if one is waiting: a worker with nothing to do sleeps
+/// until then rather than a whole poll interval, so retries start on time.
+pub async fn next_retry_due(pool: &PgPool) -> sqlx::Result<Option<DateTime<Utc>>> {
+    sqlx::query_scalar(
+        "SELECT min(not_before) FROM task_instances WHERE state = 'up_for_retry' AND not_before > now()",
+    )
+    .fetch_one(pool)
+    .await
+}

@@ -1,0 +1,429 @@
+//! Finishing: recording tries' outcomes, deciding which downstream tasks became ready under
+//! their trigger rules, and ending runs, in one transaction per batch. The lock order is the
+//! module's (`super`): the batch's runs first, by id; then each try's own row; then its
+//! downstream rows by `task_id`.
+
+use std::sync::Arc;
+
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+use super::super::{SCHEDULER_CHANNEL, WORKER_CHANNEL};
+use crate::core::trigger::{decide, Decision, UpstreamCounts};
+use crate::core::{Duration, LogLine, RunState, TaskState};
+use crate::dag::Dag;
+
+/// Who may record a try's outcome.
+#[derive(Debug, Clone, Copy)]
+pub enum Fence {
+    /// The worker that ran the try. It is accepted while the try is still running under that
+    /// worker, and also after the reaper took it back to `up_for_retry` as long as nobody
+    /// has claimed it since (the try number is unchanged): a worker cut off from the database
+    /// for longer than its lease does not turn finished work into a rerun.
+    Lease { owner: Uuid, try_number: i32 },
+    /// The reaper, for a try whose worker's lease has expired; `owner` is the holder the
+    /// reaper saw (`None` for a released lease).
+    Expired {
+        owner: Option<Uuid>,
+        try_number: i32,
+    },
+}
+
+/// A try's outcome.
+#[derive(Debug, Clone)]
+pub enum Finish {
+    Success {
+        xcom: Vec<(String, serde_json::Value)>,
+    },
+    Skipped,
+    /// Failed; `retry_after` is set when a try is left, and the task waits that long.
+    Failed {
+        retry_after: Option<Duration>,
+    },
+    /// Shutdown: hand the task back untried (the try is not counted).
+    GiveBack,
+}
+
+impl Finish {
+    fn new_state(&self) -> TaskState {
+        match self {
+            Finish::Success { .. } => TaskState::Success,
+            Finish::Skipped => TaskState::Skipped,
+            Finish::Failed {
+                retry_after: Some(_),
+            } => TaskState::UpForRetry,
+            Finish::Failed { retry_after: None } => TaskState::Failed,
+            Finish::GiveBack => TaskState::Queued,
+        }
+    }
+}
+
+/// What a finish did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finished {
+    Recorded {
+        queued: usize,
+        run_ended: Option<RunState>,
+    },
+    /// The fence did not hold: the try was taken away (claimed again, cleared, or the run
+    /// ended) before its outcome arrived.
+    LeaseLost,
+}
+
+/// Deadlocks and serialization failures: the transaction can simply run again.
+pub fn is_retryable(e: &sqlx::Error) -> bool {
+    // 40P01 deadlock_detected, 40001 serialization_failure.
+    matches!(
+        e.as_database_error().and_then(|d| d.code()).as_deref(),
+        Some("40P01") | Some("40001")
+    )
+}
+
+/// One try's outcome to record.
+#[derive(Debug, Clone)]
+pub struct FinishItem {
+    pub ti_id: i64,
+    pub run_pk: i64,
+    pub fence: Fence,
+    pub outcome: Finish,
+    pub dag: Arc<Dag>,
+    /// The try's last log lines, stored in the same transaction (none from the reaper).
+    pub tail: Vec<LogLine>,
+}
+
+/// Records one try's outcome; see [`finish_many`].
+pub async fn finish(pool: &PgPool, item: FinishItem) -> sqlx::Result<Finished> {
+    let mut results = finish_many(pool, std::slice::from_ref(&item)).await?;
+    Ok(results.pop().unwrap_or(Finished::LeaseLost))
+}
+
+/// Records tries' outcomes in ONE transaction: the batch's runs are locked first (by id),
+/// then for each try the fenced state change, its XComs and last log lines; its downstream
+/// tasks are decided under their trigger rules, ready ones queued, skips and upstream
+/// failures cascaded, and the run ended when nothing is left. Workers batch the outcomes
+/// that arrive together, so a burst of short tasks shares one commit. Results come back in
+/// the order of `items`. NOTIFY is delivered at commit.
+pub async fn finish_many(pool: &PgPool, items: &[FinishItem]) -> sqlx::Result<Vec<Finished>> {
+    // Deadlocks cannot happen under the lock order; serialization failures cannot either at
+    // READ COMMITTED. Retrying them anyway keeps a future mistake from losing outcomes.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match finish_batch(pool, items).await {
+            Err(e) if attempt < 10 && is_retryable(&e) => {
+                tracing::warn!(error = %e, attempt, "finishing a batch hit a deadlock; retrying");
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn finish_batch(pool: &PgPool, items: &[FinishItem]) -> sqlx::Result<Vec<Finished>> {
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| (items[i].run_pk, items[i].ti_id));
+    let mut runs: Vec<i64> = items.iter().map(|i| i.run_pk).collect();
+    runs.sort_unstable();
+    runs.dedup();
+
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT id FROM dag_runs WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .bind(&runs)
+        .execute(&mut *tx)
+        .await?;
+    let mut results = vec![Finished::LeaseLost; items.len()];
+    let mut queued_any = false;
+    let mut ended_any = false;
+    for i in order {
+        let r = finish_in(&mut tx, &items[i]).await?;
+        if let Finished::Recorded { queued, run_ended } = &r {
+            queued_any |= *queued > 0;
+            ended_any |= run_ended.is_some();
+        }
+        results[i] = r;
+    }
+    if queued_any {
+        notify(&mut tx, WORKER_CHANNEL).await?;
+    }
+    if ended_any {
+        // A slot under max_active_runs is free: let a scheduler start the next queued run.
+        notify(&mut tx, SCHEDULER_CHANNEL).await?;
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+async fn notify(tx: &mut PgConnection, channel: &str) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(channel)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+async fn finish_in(
+    tx: &mut Transaction<'_, Postgres>,
+    item: &FinishItem,
+) -> sqlx::Result<Finished> {
+    let (ti_id, outcome, dag) = (item.ti_id, &item.outcome, &*item.dag);
+    let new_state = outcome.new_state();
+    let delay = match outcome {
+        Finish::Failed {
+            retry_after: Some(d),
+        } => d.pg_interval_micros(),
+        _ => 0,
+    };
+    let (owner, try_number, reaper) = match item.fence {
+        Fence::Lease { owner, try_number } => (Some(owner), try_number, false),
+        Fence::Expired { owner, try_number } => (owner, try_number, true),
+    };
+    // The reaper takes a try only while its worker's lease is still expired; a worker's
+    // outcome is taken while the try is running under it, or waiting to be retried with
+    // nobody having claimed it since (see `Fence::Lease`).
+    let row: Option<(String, i32)> = sqlx::query_as(
+        "UPDATE task_instances SET
+            state = $2,
+            end_date = CASE WHEN $2 = 'queued' THEN NULL ELSE now() END,
+            start_date = CASE WHEN $2 = 'queued' THEN NULL ELSE start_date END,
+            try_number = CASE WHEN $2 = 'queued' THEN try_number - 1 ELSE try_number END,
+            lease_owner = CASE WHEN $2 IN ('queued', 'up_for_retry') AND NOT $6 THEN NULL ELSE lease_owner END,
+            not_before = CASE WHEN $2 = 'up_for_retry' THEN now() + $3 * interval '1 microsecond' ELSE not_before END
+         WHERE id = $1 AND try_number = $5 AND lease_owner IS NOT DISTINCT FROM $4
+           AND CASE WHEN $6
+                 THEN state = 'running' AND NOT EXISTS (
+                        SELECT 1 FROM workers w
+                        WHERE w.id = task_instances.lease_owner AND w.heartbeat_at + w.lease_ttl >= now())
+                 ELSE state = 'running' OR (state = 'up_for_retry' AND $2 <> 'queued')
+               END
+         RETURNING task_id, upstream_total",
+    )
+    .bind(ti_id)
+    .bind(new_state)
+    .bind(delay)
+    .bind(owner)
+    .bind(try_number)
+    .bind(reaper)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some((task_id, _)) = row else {
+        return Ok(Finished::LeaseLost);
+    };
+    super::super::logs::append_in(tx, ti_id, try_number, &item.tail).await?;
+    if let Finish::Success { xcom } = outcome {
+        store_xcom(tx, item.run_pk, &task_id, try_number, xcom).await?;
+    }
+    if new_state.is_finished() {
+        propagate(tx, item.run_pk, dag, vec![(task_id, new_state)]).await
+    } else {
+        Ok(Finished::Recorded {
+            queued: usize::from(new_state == TaskState::Queued),
+            run_ended: None,
+        })
+    }
+}
+
+async fn store_xcom(
+    tx: &mut Transaction<'_, Postgres>,
+    run_pk: i64,
+    task_id: &str,
+    try_number: i32,
+    xcom: &[(String, serde_json::Value)],
+) -> sqlx::Result<()> {
+    if try_number > 1 {
+        // XComs of an earlier, failed try of this task.
+        sqlx::query("DELETE FROM xcom WHERE run_pk = $1 AND task_id = $2")
+            .bind(run_pk)
+            .bind(task_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    if xcom.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<&str> = xcom.iter().map(|(k, _)| k.as_str()).collect();
+    let values: Vec<&serde_json::Value> = xcom.iter().map(|(_, v)| v).collect();
+    sqlx::query(
+        "INSERT INTO xcom (run_pk, task_id, key, value)
+         SELECT $1, $2, k, v FROM UNNEST($3::text[], $4::jsonb[]) AS x(k, v)
+         ON CONFLICT (run_pk, task_id, key) DO UPDATE SET value = EXCLUDED.value, created_at = now()",
+    )
+    .bind(run_pk)
+    .bind(task_id)
+    .bind(&keys)
+    .bind(&values)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct CounterRow {
+    id: i64,
+    task_id: String,
+    state: TaskState,
+    upstream_total: i32,
+    up_success: i32,
+    up_failed: i32,
+    up_skipped: i32,
+    up_upstream_failed: i32,
+}
+
+/// Applies final states to their downstream counters, cascading decided skips and upstream
+/// failures, then updates the run. The caller holds the run's row lock; downstream rows are
+/// locked in `task_id` order.
+pub(crate) async fn propagate(
+    tx: &mut Transaction<'_, Postgres>,
+    run_pk: i64,
+    dag: &Dag,
+    mut work: Vec<(String, TaskState)>,
+) -> sqlx::Result<Finished> {
+    let mut ended = work.len() as i32;
+    let mut queued = 0usize;
+    while let Some((task_id, state)) = work.pop() {
+        let Some(task) = dag.task(&task_id) else {
+            continue;
+        };
+        if task.downstream.is_empty() {
+            continue;
+        }
+        let downstream: Vec<&str> = task.downstream.iter().map(|t| t.as_str()).collect();
+        let rows = sqlx::query_as::<_, CounterRow>(
+            "UPDATE task_instances SET
+                up_success = up_success + ($3 = 'success')::int,
+                up_failed = up_failed + ($3 = 'failed')::int,
+                up_skipped = up_skipped + ($3 = 'skipped')::int,
+                up_upstream_failed = up_upstream_failed + ($3 = 'upstream_failed')::int
+             WHERE id IN (SELECT id FROM task_instances WHERE run_pk = $1 AND task_id = ANY($2)
+                          ORDER BY task_id FOR UPDATE)
+             RETURNING id, task_id, state, upstream_total, up_success, up_failed, up_skipped, up_upstream_failed",
+        )
+        .bind(run_pk)
+        .bind(&downstream)
+        .bind(state)
+        .fetch_all(&mut **tx)
+        .await?;
+        for row in rows.into_iter().filter(|r| r.state == TaskState::None) {
+            let Some(down) = dag.task(&row.task_id) else {
+                continue;
+            };
+            let counts = UpstreamCounts {
+                total: row.upstream_total as u32,
+                success: row.up_success as u32,
+                failed: row.up_failed as u32,
+                skipped: row.up_skipped as u32,
+                upstream_failed: row.up_upstream_failed as u32,
+            };
+            let next = match decide(down.trigger_rule, counts) {
+                Decision::Wait => continue,
+                Decision::Run => TaskState::Queued,
+                Decision::Skip => TaskState::Skipped,
+                Decision::UpstreamFailed => TaskState::UpstreamFailed,
+            };
+            let changed = sqlx::query(
+                "UPDATE task_instances SET state = $2,
+                    queued_at = CASE WHEN $2 = 'queued' THEN now() END,
+                    not_before = CASE WHEN $2 = 'queued' THEN now() ELSE not_before END,
+                    end_date = CASE WHEN $2 = 'queued' THEN NULL ELSE now() END
+                 WHERE id = $1 AND state = 'none'",
+            )
+            .bind(row.id)
+            .bind(next)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+            if changed == 0 {
+                continue;
+            }
+            if next == TaskState::Queued {
+                queued += 1;
+            } else {
+                ended += 1;
+                work.push((row.task_id, next));
+            }
+        }
+    }
+    let run_ended = end_run_if_done(tx, run_pk, dag, ended).await?;
+    Ok(Finished::Recorded { queued, run_ended })
+}
+
+/// Counts `ended` tasks off the run; the transaction that brings it to zero decides the run:
+/// failed if any leaf failed or is upstream_failed, success otherwise (Airflow's rule).
+async fn end_run_if_done(
+    tx: &mut Transaction<'_, Postgres>,
+    run_pk: i64,
+    dag: &Dag,
+    ended: i32,
+) -> sqlx::Result<Option<RunState>> {
+    let (left, state): (i32, RunState) = sqlx::query_as(
+        "UPDATE dag_runs SET unfinished_tasks = unfinished_tasks - $2 WHERE id = $1 RETURNING unfinished_tasks, state",
+    )
+    .bind(run_pk)
+    .bind(ended)
+    .fetch_one(&mut **tx)
+    .await?;
+    if left > 0 || state != RunState::Running {
+        return Ok(None);
+    }
+    let leaves: Vec<&str> = dag.leaves().map(|t| t.task_id.as_str()).collect();
+    let failed: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM task_instances WHERE run_pk = $1 AND task_id = ANY($2)
+                        AND state IN ('failed', 'upstream_failed'))",
+    )
+    .bind(run_pk)
+    .bind(&leaves)
+    .fetch_one(&mut **tx)
+    .await?;
+    let final_state = if failed {
+        RunState::Failed
+    } else {
+        RunState::Success
+    };
+    sqlx::query(
+        "UPDATE dag_runs SET state = $2, end_date = now() WHERE id = $1 AND state = 'running'",
+    )
+    .bind(run_pk)
+    .bind(final_state)
+    .execute(&mut **tx)
+    .await?;
+    Ok(Some(final_state))
+}
+
+/// For an expired task whose DAG version cannot be read: fail the task and its run (the
+/// rest of the run is skipped), with a note that says why. Nothing else can decide its fate.
+pub async fn fail_unreadable(
+    pool: &PgPool,
+    run_pk: i64,
+    ti_id: i64,
+    note: &str,
+) -> sqlx::Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT id FROM dag_runs WHERE id = $1 FOR UPDATE")
+        .bind(run_pk)
+        .execute(&mut *tx)
+        .await?;
+    let failed = sqlx::query(
+        "UPDATE task_instances SET state = 'failed', end_date = now()
+         WHERE id = $1 AND state = 'running'",
+    )
+    .bind(ti_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if failed > 0 {
+        sqlx::query(
+            "UPDATE task_instances SET state = 'skipped', end_date = now()
+             WHERE run_pk = $1 AND state IN ('none', 'scheduled', 'queued', 'up_for_retry')",
+        )
+        .bind(run_pk)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE dag_runs SET state = 'failed', end_date = now(), unfinished_tasks = 0, note = $2
+             WHERE id = $1 AND state = 'running'",
+        )
+        .bind(run_pk)
+        .bind(note)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await
+}
