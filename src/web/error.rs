@@ -158,7 +158,7 @@ impl IntoResponse for ApiError {
 
 /// Paths whose callers are programs and get [`ApiError`] JSON; people get [`WebError`] pages.
 pub fn is_api_path(path: &str) -> bool {
-    path.starts_with("/api/") || path == "/auth/token" || path == "/metrics"
+    path.starts_with("/api/") || matches!(path, "/auth/token" | "/metrics" | "/health")
 }
 
 /// What a caller whose request body was over the limit is told.

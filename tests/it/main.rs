@@ -17,4 +17,5 @@ mod pipeline_e2e;
 mod standalone;
 mod web;
 mod web_detail;
+mod web_hardening;
 mod web_support;
