@@ -17,6 +17,9 @@ pub enum WebError {
     BadRequest(String),
     #[error("{0}")]
     Forbidden(String),
+    /// 413: the request body is over the server's limit.
+    #[error("{0}")]
+    TooLarge(String),
     /// 503: the server is too busy for this right now; trying again later may work.
     #[error("{0}")]
     Unavailable(String),
@@ -51,6 +54,7 @@ impl WebError {
             WebError::NotFound(_) => StatusCode::NOT_FOUND,
             WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
             WebError::Forbidden(_) => StatusCode::FORBIDDEN,
+            WebError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             WebError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -108,6 +112,10 @@ impl ApiError {
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, detail)
     }
+    /// 413: the body is over the server's limit of `limit` bytes.
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, body_too_large(limit))
+    }
     pub fn internal(e: impl Into<anyhow::Error>) -> Self {
         let e = e.into();
         tracing::error!(error = ?e, "API request failed");
@@ -148,9 +156,26 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Unknown paths: JSON under `/api`, the error page elsewhere.
+/// Paths whose callers are programs and get [`ApiError`] JSON; people get [`WebError`] pages.
+pub fn is_api_path(path: &str) -> bool {
+    path.starts_with("/api/") || matches!(path, "/auth/token" | "/metrics" | "/health")
+}
+
+/// What a caller whose request body was over the limit is told.
+pub fn body_too_large(limit: usize) -> String {
+    let size = if limit >= 1 << 20 && limit % (1 << 20) == 0 {
+        format!("{} MiB", limit >> 20)
+    } else if limit >= 1 << 10 && limit % (1 << 10) == 0 {
+        format!("{} KiB", limit >> 10)
+    } else {
+        format!("{limit} bytes")
+    };
+    format!("The request body is larger than this server accepts ({size}); send less at once.")
+}
+
+/// Unknown paths: JSON for API paths, the error page elsewhere.
 pub async fn not_found(uri: Uri) -> Response {
-    if uri.path().starts_with("/api/") {
+    if is_api_path(uri.path()) {
         ApiError::not_found(format!("no API endpoint at {}", uri.path())).into_response()
     } else {
         WebError::NotFound(format!(

@@ -1,90 +1,95 @@
-//! `/health` (database reachable, scheduler heartbeat age), Prometheus text at `/metrics`,
+//! `/health` (database reachable, scheduler heartbeat age), Prometheus metrics at `/metrics`,
 //! and the layer that times every request.
+//!
+//! The exposition is written by `prometheus-client`, the Prometheus organisation's Rust
+//! client, in the classic text format (0.0.4) that every Prometheus version scrapes. Why this
+//! crate rather than `metrics` with `metrics-exporter-prometheus`: that pair records into one
+//! global recorder per process, while each [`AppState`] here has its own registry (tests and
+//! the benchmark run several servers in one process, each counting its own requests); and
+//! the run, task and hand-off figures are computed by Postgres at scrape time, which a
+//! prometheus-client `Collector` encodes as they come (a histogram from buckets Postgres
+//! already counted), where the `metrics` facade only takes single observations.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::StatusCode;
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    prometheus_text, DescriptorEncoder, EncodeLabelSet, EncodeMetric, NoLabelSet,
+};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 
 use super::error::ApiError;
 use super::AppState;
-use crate::db::web as q;
+use crate::core::{RunState, TaskState};
+use crate::db::web::{self as q, StateCounts};
 
 /// A scheduler whose last heartbeat is older than this is reported unhealthy.
 pub const SCHEDULER_HEALTHY_SECS: f64 = 30.0;
-const BOUNDS: [f64; 11] = [
+/// Upper bounds of the request-latency buckets, in seconds.
+const REQUEST_BOUNDS: [f64; 11] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
+/// Methods counted under their own name; anything else is `other`, so a client inventing
+/// methods cannot grow the label set without bound (routes are patterns, already bounded).
+const METHODS: [Method; 7] = [
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::PATCH,
+    Method::DELETE,
+    Method::OPTIONS,
+];
 
-#[derive(Default)]
-struct Histogram {
-    buckets: [u64; BOUNDS.len()],
-    count: u64,
-    sum: f64,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
 }
 
-/// Request latency per (method, route), in memory.
-#[derive(Default)]
+type LatencyFamily = Family<RequestLabels, Histogram, fn() -> Histogram>;
+
+/// Request latency per (method, route), in memory, in this server's own registry.
 pub struct HttpMetrics {
-    by_route: Mutex<BTreeMap<(String, String), Histogram>>,
+    registry: Registry,
+    latency: LatencyFamily,
+}
+
+impl Default for HttpMetrics {
+    fn default() -> Self {
+        let latency: LatencyFamily =
+            Family::new_with_constructor(|| Histogram::new(REQUEST_BOUNDS));
+        let mut registry = Registry::default();
+        registry.register(
+            "updraft_http_request_duration_seconds",
+            "Time to answer HTTP requests (to the first byte)",
+            latency.clone(),
+        );
+        HttpMetrics { registry, latency }
+    }
 }
 
 impl HttpMetrics {
-    pub fn observe(&self, method: &str, route: &str, secs: f64) {
-        let Ok(mut map) = self.by_route.lock() else {
-            return;
+    pub fn observe(&self, method: &Method, route: &str, secs: f64) {
+        let method = if METHODS.contains(method) {
+            method.as_str()
+        } else {
+            "other"
         };
-        let h = map
-            .entry((method.to_string(), route.to_string()))
-            .or_default();
-        for (i, b) in BOUNDS.iter().enumerate() {
-            if secs <= *b {
-                h.buckets[i] += 1;
-            }
-        }
-        h.count += 1;
-        h.sum += secs;
-    }
-
-    fn render(&self, out: &mut String) {
-        let Ok(map) = self.by_route.lock() else {
-            return;
+        let labels = RequestLabels {
+            method: method.to_string(),
+            route: route.to_string(),
         };
-        out.push_str("# HELP updraft_http_request_duration_seconds Time to answer HTTP requests (to the first byte).\n");
-        out.push_str("# TYPE updraft_http_request_duration_seconds histogram\n");
-        for ((method, route), h) in map.iter() {
-            let labels = format!(
-                "method=\"{method}\",route=\"{}\"",
-                route.replace('\\', "\\\\").replace('"', "\\\"")
-            );
-            for (b, n) in BOUNDS.iter().zip(h.buckets) {
-                let _ = writeln!(
-                    out,
-                    "updraft_http_request_duration_seconds_bucket{{{labels},le=\"{b}\"}} {n}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "updraft_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "updraft_http_request_duration_seconds_sum{{{labels}}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "updraft_http_request_duration_seconds_count{{{labels}}} {}",
-                h.count
-            );
-        }
+        self.latency.get_or_create(&labels).observe(secs);
     }
 }
 
@@ -95,12 +100,80 @@ pub async fn track(State(st): State<AppState>, req: Request, next: Next) -> Resp
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().to_string();
+    let method = req.method().clone();
     let started = Instant::now();
     let res = next.run(req).await;
     st.metrics
         .observe(&method, &route, started.elapsed().as_secs_f64());
     res
+}
+
+/// Postgres's counts at scrape time: runs and task instances by state, the queue depth and
+/// the hand-off latency histogram of the last hour.
+#[derive(Debug)]
+struct Snapshot(StateCounts);
+
+impl Snapshot {
+    fn count(rows: &[(String, i64)], state: &str) -> i64 {
+        rows.iter().find(|(s, _)| s == state).map_or(0, |(_, n)| *n)
+    }
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let c = &self.0;
+        let mut runs = encoder.encode_descriptor(
+            "updraft_dag_runs",
+            "Runs by state.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for state in RunState::ALL {
+            let n = ConstGauge::new(Self::count(&c.runs, state.as_str()));
+            n.encode(runs.encode_family(&[("state", state.as_str())])?)?;
+        }
+        let mut tasks = encoder.encode_descriptor(
+            "updraft_task_instances",
+            "Task instances by state.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for state in TaskState::ALL {
+            let n = ConstGauge::new(Self::count(&c.tasks, state.as_str()));
+            n.encode(tasks.encode_family(&[("state", state.as_str())])?)?;
+        }
+        let queued = Self::count(&c.tasks, TaskState::Queued.as_str());
+        ConstGauge::new(queued).encode(encoder.encode_descriptor(
+            "updraft_queue_depth",
+            "Task instances queued and waiting for a worker.",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        // Postgres counts cumulatively per bound; the encoder wants each bucket's own count.
+        let mut below = 0;
+        let buckets: Vec<(f64, u64)> = c
+            .handoff_buckets
+            .iter()
+            .map(|(bound, cumulative)| {
+                let own = (cumulative - below).max(0) as u64;
+                below = *cumulative;
+                (*bound, own)
+            })
+            .collect();
+        encoder
+            .encode_descriptor(
+                "updraft_task_handoff_seconds",
+                "Time from a task being queued to a worker starting it (tasks started in the last hour).",
+                None,
+                MetricType::Histogram,
+            )?
+            .encode_histogram::<NoLabelSet>(
+                c.handoff_sum,
+                c.handoff_count.max(0) as u64,
+                &buckets,
+                None,
+            )
+    }
 }
 
 /// Airflow 3's `HealthInfoResponse` shape, plus the heartbeat age in seconds. 503 when the
@@ -142,72 +215,69 @@ pub async fn health(State(st): State<AppState>) -> Response {
 }
 
 pub async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
-    let c = q::state_counts(&st.pool).await?;
+    let counts = q::state_counts(&st.pool).await?;
+    let mut scrape = Registry::default();
+    scrape.register_collector(Box::new(Snapshot(counts)));
     let mut out = String::new();
-    out.push_str("# HELP updraft_dag_runs Runs by state.\n# TYPE updraft_dag_runs gauge\n");
-    for state in ["queued", "running", "success", "failed"] {
-        let n = c
-            .runs
-            .iter()
-            .find(|(s, _)| s == state)
-            .map(|(_, n)| *n)
-            .unwrap_or(0);
-        let _ = writeln!(out, "updraft_dag_runs{{state=\"{state}\"}} {n}");
+    prometheus_text::encode(&mut out, &scrape)
+        .and_then(|()| prometheus_text::encode(&mut out, &st.metrics.registry))
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("encoding the metrics failed: {e}")))?;
+    Ok(([(header::CONTENT_TYPE, prometheus_text::CONTENT_TYPE)], out).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(counts: StateCounts, http: &HttpMetrics) -> String {
+        let mut scrape = Registry::default();
+        scrape.register_collector(Box::new(Snapshot(counts)));
+        let mut out = String::new();
+        prometheus_text::encode(&mut out, &scrape).unwrap();
+        prometheus_text::encode(&mut out, &http.registry).unwrap();
+        out
     }
-    out.push_str("# HELP updraft_task_instances Task instances by state.\n# TYPE updraft_task_instances gauge\n");
-    let states = [
-        "none",
-        "scheduled",
-        "queued",
-        "running",
-        "success",
-        "failed",
-        "up_for_retry",
-        "upstream_failed",
-        "skipped",
-    ];
-    for state in states {
-        let n = c
-            .tasks
-            .iter()
-            .find(|(s, _)| s == state)
-            .map(|(_, n)| *n)
-            .unwrap_or(0);
-        let _ = writeln!(out, "updraft_task_instances{{state=\"{state}\"}} {n}");
+
+    #[test]
+    fn the_exposition_keeps_every_name_label_and_bucket() {
+        let counts = StateCounts {
+            runs: vec![("running".into(), 2)],
+            tasks: vec![("queued".into(), 3), ("success".into(), 5)],
+            handoff_buckets: vec![(0.01, 1), (0.025, 1), (0.05, 4)],
+            handoff_count: 6,
+            handoff_sum: 1.5,
+        };
+        let http = HttpMetrics::default();
+        http.observe(&Method::GET, "/health", 0.002);
+        http.observe(&Method::from_bytes(b"BREW").unwrap(), "unmatched", 3.0);
+        let out = render(counts, &http);
+        for line in [
+            "# TYPE updraft_dag_runs gauge",
+            "updraft_dag_runs{state=\"running\"} 2",
+            "updraft_dag_runs{state=\"failed\"} 0",
+            "updraft_task_instances{state=\"queued\"} 3",
+            "updraft_task_instances{state=\"upstream_failed\"} 0",
+            "updraft_queue_depth 3",
+            "# TYPE updraft_task_handoff_seconds histogram",
+            "updraft_task_handoff_seconds_bucket{le=\"0.01\"} 1",
+            "updraft_task_handoff_seconds_bucket{le=\"0.025\"} 1",
+            "updraft_task_handoff_seconds_bucket{le=\"0.05\"} 4",
+            "updraft_task_handoff_seconds_bucket{le=\"+Inf\"} 6",
+            "updraft_task_handoff_seconds_sum 1.5",
+            "updraft_task_handoff_seconds_count 6",
+            "# HELP updraft_http_request_duration_seconds Time to answer HTTP requests (to the first byte).",
+            "updraft_http_request_duration_seconds_bucket{method=\"GET\",route=\"/health\",le=\"0.0025\"} 1",
+            "updraft_http_request_duration_seconds_bucket{method=\"GET\",route=\"/health\",le=\"0.001\"} 0",
+            "updraft_http_request_duration_seconds_count{method=\"GET\",route=\"/health\"} 1",
+            "updraft_http_request_duration_seconds_count{method=\"other\",route=\"unmatched\"} 1",
+        ] {
+            assert!(out.lines().any(|l| l == line), "missing {line:?} in:\n{out}");
+        }
+        assert_eq!(
+            out.lines()
+                .filter(|l| l.starts_with("updraft_task_instances{"))
+                .count(),
+            TaskState::ALL.len()
+        );
     }
-    let queued = c
-        .tasks
-        .iter()
-        .find(|(s, _)| s == "queued")
-        .map(|(_, n)| *n)
-        .unwrap_or(0);
-    out.push_str("# HELP updraft_queue_depth Task instances queued and waiting for a worker.\n# TYPE updraft_queue_depth gauge\n");
-    let _ = writeln!(out, "updraft_queue_depth {queued}");
-    out.push_str(
-        "# HELP updraft_task_handoff_seconds Time from a task being queued to a worker starting it (tasks started in the last hour).\n\
-         # TYPE updraft_task_handoff_seconds histogram\n",
-    );
-    for (b, n) in &c.handoff_buckets {
-        let _ = writeln!(out, "updraft_task_handoff_seconds_bucket{{le=\"{b}\"}} {n}");
-    }
-    let _ = writeln!(
-        out,
-        "updraft_task_handoff_seconds_bucket{{le=\"+Inf\"}} {}",
-        c.handoff_count
-    );
-    let _ = writeln!(out, "updraft_task_handoff_seconds_sum {}", c.handoff_sum);
-    let _ = writeln!(
-        out,
-        "updraft_task_handoff_seconds_count {}",
-        c.handoff_count
-    );
-    st.metrics.render(&mut out);
-    Ok((
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        out,
-    )
-        .into_response())
 }

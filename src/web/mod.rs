@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //! - [`auth`]: users, password hashing, sessions, CSRF, bearer tokens and basic auth.
+//! - [`hardening`]: security headers, the body limit and the timeout (tower-http), and
+//!   refusals worded for people and programs.
 //! - [`api`]: the JSON API and its OpenAPI document.
 //! - [`pages`]: one page struct per page, next to its handler; templates in `web/templates`.
 //! - [`graph`]: lays out a DAG's tasks for the SVG graph (pure).
@@ -26,6 +28,7 @@ pub mod assets;
 pub mod auth;
 pub mod error;
 pub mod graph;
+pub mod hardening;
 pub mod metrics;
 pub mod page;
 pub mod pages;
@@ -47,7 +50,18 @@ pub struct WebSettings {
     pub session_ttl: Duration,
     /// How long an API token from `/auth/token` lasts (Airflow's default: 24 h).
     pub token_ttl: Duration,
+    /// The largest request body accepted (API and forms); larger ones get 413.
+    pub max_body_bytes: usize,
+    /// How long a handler may take to start its response before the request is answered
+    /// 503. Streamed bodies (the log tail, log downloads) are not limited by it.
+    pub request_timeout: Duration,
 }
+
+/// [`WebSettings::max_body_bytes`] unless told otherwise: far above any form or trigger conf.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+/// [`WebSettings::request_timeout`] unless told otherwise: above the longest wait a sign-in
+/// may have for a password check (10 s), far above any page's time.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl WebSettings {
     pub fn new(bind: SocketAddr, dags_folder: PathBuf) -> Self {
@@ -73,6 +87,8 @@ impl WebSettings {
             secure_cookies: w.secure_cookies,
             session_ttl: w.session_ttl.std(),
             token_ttl: w.token_ttl.std(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
     }
 }
@@ -111,7 +127,9 @@ impl AppState {
 }
 
 /// Every route. Public: login, `/auth/token`, health, static files and the OpenAPI document;
-/// everything else passes [`auth::require_auth`].
+/// everything else passes [`auth::require_auth`]. Around them all, outermost first: security
+/// headers, refusals explained, request metrics, the timeout and the body limit (see
+/// [`hardening`]).
 pub fn router(state: AppState) -> Router {
     let protected = Router::new()
         .merge(pages::routes())
@@ -122,7 +140,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::require_auth,
         ));
-    Router::new()
+    let routes = Router::new()
         .merge(protected)
         .route("/login", get(auth::login_page).post(auth::login))
         .route("/auth/token", post(auth::token))
@@ -130,12 +148,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v2/monitor/health", get(metrics::health))
         .route("/openapi.json", get(api::openapi::document))
         .route("/static/{file}", get(assets::serve))
-        .fallback(error::not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            metrics::track,
-        ))
-        .with_state(state)
+        .fallback(error::not_found);
+    let timed = hardening::limits(routes, &state).layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        metrics::track,
+    ));
+    hardening::outer(timed, &state).with_state(state)
 }
 
 /// Serves until `shutdown` is cancelled, then finishes in-flight requests.

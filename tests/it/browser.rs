@@ -293,6 +293,29 @@ async fn browser_login_trigger_watch_logs_pause_and_import_errors() {
         text(&c, "tr[data-task-id='report'] .task-state").await,
         "success"
     );
+    // Under the Content-Security-Policy the stylesheet applies (Airflow's success green) and
+    // the timeline bars, SVG attributes rather than inline styles, have a width.
+    let green = c
+        .execute(
+            "return getComputedStyle(document.querySelector('#run-state .state')).backgroundColor;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(green, json!("rgb(0, 128, 0)"));
+    let widths = c
+        .execute(
+            "return Array.from(document.querySelectorAll('.task-row rect.gantt'), r => r.getBoundingClientRect().width);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let widths = widths.as_array().unwrap();
+    assert_eq!(widths.len(), 3, "{widths:?}");
+    assert!(
+        widths.iter().all(|w| w.as_f64().unwrap() >= 1.0),
+        "{widths:?}"
+    );
     shot(&c, "06-run-success").await;
 
     // The first task's log has the conf rendered into its command.

@@ -18,4 +18,5 @@ mod spec;
 mod standalone;
 mod web;
 mod web_detail;
+mod web_hardening;
 mod web_support;

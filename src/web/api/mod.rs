@@ -38,14 +38,18 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v2/version", get(version))
 }
 
-/// A JSON body whose rejections are API errors: malformed JSON → 400, wrong shape → 422.
+/// A JSON body whose rejections are API errors: malformed JSON → 400, wrong shape → 422,
+/// over the body limit → 413.
 pub struct ApiJson<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::too_large(state.settings.max_body_bytes))
+            }
             Err(JsonRejection::JsonDataError(e)) => Err(ApiError::new(
                 axum::http::StatusCode::UNPROCESSABLE_ENTITY,
                 format!("request body has the wrong shape: {}", e.body_text()),

@@ -121,6 +121,8 @@ pub fn build_conf(
     Ok(conf)
 }
 
+/// Triggers a run from the form. Its CSRF token was checked by `require_auth`, as for every
+/// state-changing request.
 pub async fn submit(
     State(st): State<AppState>,
     user: CurrentUser,
@@ -128,7 +130,6 @@ pub async fn submit(
     Form(form): Form<Vec<(String, String)>>,
 ) -> Result<Response, WebError> {
     let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    user.check_csrf(get("csrf_token").as_deref())?;
     let params = load_params(&st, &dag_id).await?;
     let note = get("note").unwrap_or_default();
     let show_error = |error: String| -> Result<Response, WebError> {

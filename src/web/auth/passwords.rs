@@ -1,0 +1,198 @@
+//! Users and their passwords: argon2 hashes, a bounded number of verifications at a time, and
+//! the sign-in every login path goes through (throttled per client address and username).
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use rand::{Rng, RngCore};
+use sqlx::PgPool;
+use tokio::sync::Semaphore;
+
+use super::ROLES;
+use crate::db::users;
+use crate::web::throttle::{LoginThrottle, Throttled};
+
+/// Why a sign-in was not even decided: the caller should wait, or the server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    /// Too many recent attempts for this username from this address (answer 429).
+    #[error(transparent)]
+    Throttled(#[from] Throttled),
+    /// Password checks are all busy and this one waited [`PASSWORD_CHECK_WAIT`] (answer 503).
+    #[error("too many sign-in attempts are being checked right now; try again in a few seconds")]
+    Busy,
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for SignInError {
+    fn from(e: sqlx::Error) -> Self {
+        SignInError::Internal(e.into())
+    }
+}
+
+pub async fn hash_password(password: &str) -> anyhow::Result<String> {
+    let password = password.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut salt = [0u8; 16];
+        rand::rng().fill_bytes(&mut salt);
+        let salt = SaltString::encode_b64(&salt).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| anyhow::anyhow!("hashing the password failed: {e}"))
+    })
+    .await?
+}
+
+/// How many argon2 password verifications may run at once. Each takes about 19 MiB and a
+/// blocking thread for tens of milliseconds, and anyone can ask for one (login form, basic
+/// auth, `/auth/token`), so without a bound a burst of bad logins eats memory and threads.
+const PASSWORD_CHECKS_AT_ONCE: usize = 4;
+/// How long an attempt waits for its turn. Excess attempts queue (cheaply: no argon2 memory
+/// is held while waiting); one still waiting after this is answered 503 so a flood gives
+/// callers a clear "try again" rather than ever longer hangs.
+const PASSWORD_CHECK_WAIT: Duration = Duration::from_secs(10);
+static PASSWORD_CHECKS: Semaphore = Semaphore::const_new(PASSWORD_CHECKS_AT_ONCE);
+
+/// Verified against when the username is unknown, so unknown users take as long as wrong
+/// passwords and the timing does not tell which usernames exist. Same parameters as
+/// `Argon2::default()` (checked by a unit test); no password matches it (random output).
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$udB+FAFHr3EjU15G4nP5NQ$vhT1bc9HzviHcUjWAldwblvuZJf5paq7L7NrCkg3kt8";
+
+async fn verify_password(password: &str, hash: &str) -> Result<bool, SignInError> {
+    let (password, hash) = (password.to_string(), hash.to_string());
+    let permit = tokio::time::timeout(PASSWORD_CHECK_WAIT, PASSWORD_CHECKS.acquire())
+        .await
+        .map_err(|_| SignInError::Busy)?
+        .map_err(|e| anyhow::anyhow!("password check semaphore: {e}"))?;
+    let verified = tokio::task::spawn_blocking(move || {
+        // Held until the work is done, even if the request is dropped meanwhile.
+        let _permit = permit;
+        let parsed = PasswordHash::new(&hash)
+            .map_err(|e| anyhow::anyhow!("stored password hash is invalid: {e}"))?;
+        Ok::<_, anyhow::Error>(
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok(),
+        )
+    })
+    .await
+    .map_err(anyhow::Error::from)??;
+    Ok(verified)
+}
+
+/// The user if the password is theirs. Unknown usernames cost one verification too (against
+/// [`DUMMY_HASH`]). Fails with [`SignInError::Busy`] when too many checks are queued.
+pub async fn check_password(
+    pool: &PgPool,
+    username: &str,
+    password: &str,
+) -> Result<Option<users::User>, SignInError> {
+    let found = users::credentials(pool, username).await?;
+    let hash = found.as_ref().map_or(DUMMY_HASH, |(_, hash)| hash.as_str());
+    let matches = verify_password(password, hash).await?;
+    Ok(found.filter(|_| matches).map(|(user, _)| user))
+}
+
+/// A password check through the throttle: refused with [`SignInError::Throttled`] while this
+/// client has to wait for this username, and it opens the throttle again when the password
+/// is right.
+pub async fn sign_in(
+    pool: &PgPool,
+    logins: &LoginThrottle,
+    client: IpAddr,
+    username: &str,
+    password: &str,
+) -> Result<Option<users::User>, SignInError> {
+    logins.attempt(client, username)?;
+    let user = check_password(pool, username, password).await?;
+    if user.is_some() {
+        logins.succeeded(client, username);
+    }
+    Ok(user)
+}
+
+/// Creates a user, or sets a new password and role for an existing one (for `updraft users
+/// create`, also how a lost `admin` password is reset). Resetting ends that user's sessions
+/// and API tokens. Returns true when the user was created. Fails if the role is unknown.
+pub async fn create_user(
+    pool: &PgPool,
+    username: &str,
+    password: &str,
+    role: &str,
+) -> anyhow::Result<bool> {
+    if username.trim().is_empty() || username.len() > 100 {
+        anyhow::bail!("the username must be 1 to 100 characters");
+    }
+    if password.len() < 8 {
+        anyhow::bail!("the password must be at least 8 characters");
+    }
+    if !ROLES.contains(&role) {
+        anyhow::bail!("unknown role `{role}`; use one of: {}", ROLES.join(", "));
+    }
+    let hash = hash_password(password).await?;
+    Ok(users::upsert_user(pool, username, &hash, role).await?)
+}
+
+/// On first start, creates `admin` with a generated password, writes
+/// `{"admin": "<password>"}` to `password_file` readable only by this user (like Airflow
+/// standalone's `simple_auth_manager_passwords.json.generated`) and returns the password so
+/// the caller prints it once. Returns None when `admin` already exists.
+pub async fn ensure_admin(pool: &PgPool, password_file: &Path) -> anyhow::Result<Option<String>> {
+    if users::user_exists(pool, "admin").await? {
+        return Ok(None);
+    }
+    let password: String = rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(20)
+        .map(char::from)
+        .collect();
+    let hash = hash_password(&password).await?;
+    if !users::insert_user(pool, "admin", &hash, "admin").await? {
+        return Ok(None); // another process created it first
+    }
+    let body = serde_json::to_string_pretty(&serde_json::json!({ "admin": password }))?;
+    let write = || -> std::io::Result<()> {
+        if let Some(dir) = password_file.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(password_file)?;
+        f.write_all(body.as_bytes())
+    };
+    write().map_err(|e| {
+        anyhow::anyhow!(
+            "created user `admin` but could not store its password in {}: {e}; \
+             set a new one with `updraft users create --username admin`",
+            password_file.display()
+        )
+    })?;
+    Ok(Some(password))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dummy_hash_costs_what_a_real_one_does() {
+        let dummy = PasswordHash::new(DUMMY_HASH).unwrap();
+        let params = argon2::Params::try_from(&dummy).unwrap();
+        let default = Argon2::default();
+        let cost = |p: &argon2::Params| (p.m_cost(), p.t_cost(), p.p_cost());
+        assert_eq!(cost(&params), cost(default.params()));
+        assert_eq!(dummy.algorithm, argon2::Algorithm::default().ident());
+        assert!(default.verify_password(b"password", &dummy).is_err());
+    }
+}
