@@ -274,12 +274,21 @@ impl Worker {
                 Some(Finish::Success { xcom: out.xcom })
             }
             (None, Err(e)) => {
-                log.line(LogStream::System, format!("Task failed: {e:#}"));
-                let retry = (c.try_number <= c.max_tries).then(|| {
+                // A permanent operator error (bad configuration, a 4xx, ...) fails now: another
+                // try cannot help. Other errors (rendering, the spec) retry as before.
+                let operator = e.downcast_ref::<operators::OperatorError>();
+                let retry = (c.try_number <= c.max_tries
+                    && operator.is_none_or(|o| o.is_transient()))
+                .then(|| {
                     let task = dag.task(&c.task_id);
                     task.map(|t| t.retry_policy().delay_after(c.try_number as u32))
                         .unwrap_or_default()
                 });
+                let line = match operator {
+                    Some(o) => format!("Task failed ({}): {e:#}", o.verdict(retry.is_some())),
+                    None => format!("Task failed: {e:#}"),
+                };
+                log.line(LogStream::System, line);
                 match retry {
                     Some(d) => log.info(format!("Marking task as UP_FOR_RETRY; next try in {d}")),
                     None => log.info("Marking task as FAILED"),
@@ -427,7 +436,8 @@ impl Worker {
             render::resolve(&task.args, &render::template_context(&ctx), &xcoms)?
         };
         let started = Instant::now();
-        let mut run = std::pin::pin!(operators::run(task.operator, with, &ctx));
+        let mut run =
+            std::pin::pin!(async { Ok(operators::run(task.operator, with, &ctx).await?) });
         let out = match task.execution_timeout {
             Some(limit) => match tokio::time::timeout(limit.std(), &mut run).await {
                 Ok(r) => r,
