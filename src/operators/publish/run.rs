@@ -109,6 +109,9 @@ pub async fn run(config: Config, ctx: &TaskContext) -> Result<Outcome, OperatorE
             message = message.key(k);
         }
         // Enqueue without blocking; when librdkafka's queue is full, let deliveries drain.
+        // Backpressure, not a retry of a failure (so not `operators::retry`): the queue
+        // empties as messages are acknowledged or expire after `delivery_timeout`, and a
+        // growing backoff would only slow a healthy publish down.
         loop {
             match producer.send_result(message) {
                 Ok(delivery) => {
@@ -139,9 +142,10 @@ pub async fn run(config: Config, ctx: &TaskContext) -> Result<Outcome, OperatorE
     loop {
         let next = tokio::select! {
             n = pending.next() => n,
-            _ = ctx.cancel.cancelled() => return Err(OperatorError::cancelled(format_args!(
-                "publish with {acked} of {total} messages acknowledged"
-            ))),
+            _ = ctx.cancel.cancelled() => return Err(OperatorError::new(
+                Reason::Cancelled,
+                format!("publish was cancelled with {acked} of {total} messages acknowledged"),
+            )),
         };
         match next {
             None => break,

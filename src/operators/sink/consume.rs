@@ -16,6 +16,8 @@ use super::write::{commit_progress, flush, Committed, Counts, Writer};
 use crate::operators::error::classify;
 use crate::operators::{OperatorError, Outcome, Reason, TaskContext};
 
+/// Reads, writes and commits until the try is done; every way out leaves the rows written
+/// before their offsets are committed.
 pub(super) async fn consume(
     config: &Config,
     ctx: &TaskContext,
@@ -36,10 +38,13 @@ pub(super) async fn consume(
     let mut last_assignment_check = Instant::now();
     let stop_reason = loop {
         if ctx.cancel.is_cancelled() {
-            return Err(OperatorError::cancelled(format_args!(
-                "sink with {} rows written and committed",
-                counts.rows
-            )));
+            return Err(OperatorError::new(
+                Reason::Cancelled,
+                format!(
+                    "sink was cancelled; {} rows were written and committed",
+                    counts.rows
+                ),
+            ));
         }
         if config
             .max_duration
