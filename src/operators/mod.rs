@@ -12,23 +12,30 @@
 //! | [`publish`] | `updraft.publish` | records → Kafka topic, every message acknowledged |
 //! | [`sink`] | `updraft.sink` | Kafka topic → Postgres or Cassandra rows, upserts, commit after write |
 //!
+//! Every operator fails with one [`OperatorError`], whose [`Reason`] says whether another try
+//! can help ([`ErrorKind`]): the worker fails a permanent one at once and retries a
+//! transient one per the task's policy. Retries inside a try go through [`retry`].
+//!
 //! Operator futures must be `Send` (workers spawn them on a multi-threaded runtime); a
 //! compile-time test below keeps it so.
 
 pub mod bash;
 pub mod context;
 pub mod empty;
+pub mod error;
 pub mod fetch;
 pub mod http;
 pub mod kafka;
 mod name;
 pub mod publish;
+pub mod retry;
 pub mod sink;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::de::DeserializeOwned;
 
 pub use context::{OperatorEnv, TaskContext, TaskLog};
+pub use error::{ErrorKind, OperatorError, Reason};
 pub use name::OperatorName;
 
 /// What a successful try leaves behind.
@@ -100,7 +107,7 @@ pub async fn run(
     op: OperatorName,
     with: serde_json::Value,
     ctx: &TaskContext,
-) -> anyhow::Result<Outcome> {
+) -> Result<Outcome, OperatorError> {
     match op {
         OperatorName::Bash => bash::run(parse_config(with)?, ctx).await,
         OperatorName::Empty => empty::run(parse_config(with)?, ctx).await,
@@ -113,17 +120,23 @@ pub async fn run(
 
 /// Fails a try whose resolved `with:` breaks an operator's pure checks (values that were
 /// templates or XComs at load time are only known now), listing every problem.
-pub fn ensure_valid(problems: Vec<(String, String)>) -> anyhow::Result<()> {
+/// Such a problem is permanent: the same arguments fail the same way on every try.
+pub fn ensure_valid(problems: Vec<(String, String)>) -> Result<(), OperatorError> {
     if problems.is_empty() {
         return Ok(());
     }
     let list: Vec<String> = problems.iter().map(|(f, m)| format!("{f}: {m}")).collect();
-    anyhow::bail!("invalid `with:` arguments: {}", list.join("; "))
+    Err(OperatorError::config(format!(
+        "invalid `with:` arguments: {}",
+        list.join("; ")
+    )))
 }
 
-/// Deserializes a resolved `with:` into an operator's config, with a message that names the field.
-pub fn parse_config<C: DeserializeOwned>(with: serde_json::Value) -> anyhow::Result<C> {
-    serde_json::from_value(with).map_err(|e| anyhow::anyhow!("invalid `with:` arguments: {e}"))
+/// Deserializes a resolved `with:` into an operator's config, with a message that names the
+/// field; a failure is permanent.
+pub fn parse_config<C: DeserializeOwned>(with: serde_json::Value) -> Result<C, OperatorError> {
+    serde_json::from_value(with)
+        .map_err(|e| OperatorError::config(format!("invalid `with:` arguments: {e}")))
 }
 
 /// The property names of a config struct's schema.

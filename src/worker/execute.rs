@@ -73,7 +73,10 @@ impl Worker {
             render::resolve(&task.args, &render::template_context(&ctx), &xcoms)?
         };
         let started = Instant::now();
-        let mut run = std::pin::pin!(operators::run(task.operator, with, &ctx));
+        // The operator's typed error travels as anyhow from here; recording downcasts it to
+        // decide whether another try can help.
+        let mut run =
+            std::pin::pin!(async { Ok(operators::run(task.operator, with, &ctx).await?) });
         let out = match task.execution_timeout {
             Some(limit) => match tokio::time::timeout(limit.std(), &mut run).await {
                 Ok(r) => r,

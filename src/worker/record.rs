@@ -67,7 +67,9 @@ impl Worker {
                 Some(Finish::Success { xcom: out.xcom })
             }
             (None, Err(e)) => {
-                log.line(LogStream::System, format!("Task failed: {e:#}"));
+                // A permanent operator error (bad configuration, a 4xx, ...) fails now: another
+                // try cannot help. Other errors (rendering, the spec) retry as before.
+                let operator = e.downcast_ref::<operators::OperatorError>();
                 let failed = FailedTry {
                     dag_id: &c.dag_id,
                     task_id: &c.task_id,
@@ -75,9 +77,15 @@ impl Worker {
                     try_number: c.try_number.max(0) as u32,
                 };
                 let retry = match dag.task(&c.task_id) {
+                    _ if operator.is_some_and(|o| !o.is_transient()) => None,
                     Some(t) => t.retry_after(&failed, c.max_tries),
                     None => (c.try_number <= c.max_tries).then_some(Duration::ZERO),
                 };
+                let line = match operator {
+                    Some(o) => format!("Task failed ({}): {e:#}", o.verdict(retry.is_some())),
+                    None => format!("Task failed: {e:#}"),
+                };
+                log.line(LogStream::System, line);
                 match retry {
                     Some(d) => log.info(format!("Marking task as UP_FOR_RETRY; next try in {d}")),
                     None => log.info("Marking task as FAILED"),

@@ -2,6 +2,8 @@
 //! (the bench itself is `updraft bench`).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
@@ -208,4 +210,154 @@ async fn standalone_cli_runs_user_automation_with_embedded_kafka() {
         .unwrap();
     assert!(runs >= 1);
     assert_eq!(rows, 50 * runs);
+}
+
+/// An HTTP API whose `/gone` answers 404 and `/down` 503, counting the requests to each.
+async fn failing_api() -> (String, Arc<[AtomicUsize; 2]>) {
+    use axum::http::StatusCode;
+    let hits: Arc<[AtomicUsize; 2]> = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+    let (gone, down) = (hits.clone(), hits.clone());
+    let app = axum::Router::new()
+        .route(
+            "/gone",
+            axum::routing::get(move || async move {
+                gone[0].fetch_add(1, Ordering::SeqCst);
+                (StatusCode::NOT_FOUND, "no such thing")
+            }),
+        )
+        .route(
+            "/down",
+            axum::routing::get(move || async move {
+                down[1].fetch_add(1, Ordering::SeqCst);
+                (StatusCode::SERVICE_UNAVAILABLE, "try later")
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), hits)
+}
+
+/// Through the real engine: with `retries: 3`, a permanent operator error (a 404, a command
+/// that cannot start) fails the task after its first try, while a transient one (a 503) is
+/// retried per the policy; the log says which kind each failure was.
+#[tokio::test]
+async fn permanent_errors_fail_at_once_and_transient_ones_are_retried() {
+    use crate::helpers::{dag, fast_settings, install, states, task, trigger, wait_run, Engine};
+    use updraft::dag::OperatorName;
+    let db = fresh_db().await;
+    let (base, hits) = failing_api().await;
+    let get = |endpoint: &str| json!({"endpoint": endpoint, "method": "GET"});
+    let mut gone = task("gone", OperatorName::Http, get("gone"), &[]);
+    let mut down = task("down", OperatorName::Http, get("down"), &[]);
+    let mut nowhere = task(
+        "nowhere",
+        OperatorName::Bash,
+        json!({"bash_command": "true", "cwd": "/nonexistent/updraft-it"}),
+        &[],
+    );
+    for t in [&mut gone, &mut down, &mut nowhere] {
+        t.retries = 3;
+    }
+    install(&db.pool, &[dag("op_errors", vec![gone, down, nowhere])]).await;
+    let folder = tempfile::tempdir().unwrap();
+    let mut settings = fast_settings(folder.path());
+    settings.operator_env.connections.insert(
+        "http_default".into(),
+        updraft::settings::Connection { uri: base },
+    );
+    let engine = Engine::start(&db.pool, settings, 1, 1);
+    let run_id = trigger(&db.pool, "op_errors", json!({})).await;
+    assert_eq!(
+        wait_run(&db.pool, "op_errors", &run_id, Duration::from_secs(60)).await,
+        "failed"
+    );
+    engine.stop().await;
+
+    let s = states(&db.pool, "op_errors", &run_id).await;
+    assert_eq!(s["gone"], ("failed".into(), 1), "a 404 is not retried");
+    assert_eq!(
+        s["nowhere"],
+        ("failed".into(), 1),
+        "nor a command that cannot start"
+    );
+    assert_eq!(
+        s["down"],
+        ("failed".into(), 4),
+        "a 503 is: one try and three retries"
+    );
+    assert_eq!(hits[0].load(Ordering::SeqCst), 1);
+    assert_eq!(hits[1].load(Ordering::SeqCst), 4);
+
+    let failures = |task_id: &str| {
+        let pool = db.pool.clone();
+        let task_id = task_id.to_string();
+        async move {
+            let lines: Vec<String> = sqlx::query_scalar(
+                "SELECT l.line FROM task_logs l JOIN task_instances t ON t.id = l.ti_id \
+                 WHERE t.task_id = $1 AND l.line LIKE 'Task failed%' ORDER BY l.id",
+            )
+            .bind(task_id)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            lines
+        }
+    };
+    let gone = failures("gone").await;
+    assert_eq!(gone.len(), 1, "{gone:?}");
+    assert!(
+        gone[0].starts_with("Task failed (permanent: request rejected; not retrying): ")
+            && gone[0].contains("404"),
+        "{gone:?}"
+    );
+    let nowhere = failures("nowhere").await;
+    assert!(
+        nowhere[0].starts_with("Task failed (permanent: command cannot start; not retrying): "),
+        "{nowhere:?}"
+    );
+    let down = failures("down").await;
+    assert_eq!(down.len(), 4, "{down:?}");
+    assert!(
+        down[..3].iter().all(|l| l
+            .starts_with("Task failed (transient: server error; retrying per policy): ")
+            && l.contains("503")),
+        "{down:?}"
+    );
+    assert!(
+        down[3].starts_with("Task failed (transient: server error; no retries left): "),
+        "{down:?}"
+    );
+}
+
+/// A sink table that exists with another shape (here `id` is a number, not a uuid) rejects every
+/// batch the same way: a permanent schema error naming the column type, not a retry loop.
+#[tokio::test]
+async fn a_sink_table_of_another_shape_is_a_permanent_error() {
+    use crate::pipeline::{publish, sink_env};
+    use updraft::dag::OperatorName;
+    use updraft::operators::{self, ErrorKind, Reason, TaskContext};
+    let db = fresh_db().await;
+    let kafka = EmbeddedKafka::start(1).unwrap();
+    publish(&kafka, "users_created", 10).await;
+    sqlx::query("CREATE SCHEMA spark_streams")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE TABLE spark_streams.created_users (id bigint PRIMARY KEY, first_name text)",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let (ctx, _log) = TaskContext::for_test(sink_env(&kafka, &db.url));
+    let err = operators::run(OperatorName::Sink, json!({"columns": ["first_name"]}), &ctx)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.kind(), err.reason()),
+        (ErrorKind::Permanent, Reason::Schema),
+        "{err}"
+    );
+    assert!(err.to_string().contains("writing 10 rows failed"), "{err}");
 }

@@ -5,10 +5,13 @@ use tokio::process::Command;
 
 use super::Config;
 use crate::core::LogStream;
-use crate::operators::{Outcome, TaskContext, TaskLog};
+use crate::operators::{OperatorError, Outcome, Reason, TaskContext, TaskLog};
 
-pub async fn run(config: Config, ctx: &TaskContext) -> anyhow::Result<Outcome> {
-    let scratch = tempfile_dir()?;
+/// A command that cannot be started is permanent (the same `cwd` or environment fails again);
+/// a command that ran and failed is an ordinary task failure, retried per policy as in Airflow.
+pub async fn run(config: Config, ctx: &TaskContext) -> Result<Outcome, OperatorError> {
+    let scratch = tempfile_dir()
+        .map_err(|e| OperatorError::internal("could not create a working directory", e))?;
     let mut cmd = Command::new("bash");
     cmd.arg("-c").arg(&config.bash_command);
     if let Some(env) = &config.env {
@@ -39,9 +42,13 @@ pub async fn run(config: Config, ctx: &TaskContext) -> anyhow::Result<Outcome> {
 
     ctx.log
         .info(format!("Running command: {}", config.bash_command));
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| anyhow::anyhow!("could not start bash: {e}"))?;
+    let mut child = cmd.spawn().map_err(|e| {
+        let hint = match &config.cwd {
+            Some(dir) => format!("check that `cwd` ({dir}) exists and that bash is installed"),
+            None => "check that bash is installed and on the worker's PATH".to_string(),
+        };
+        OperatorError::new(Reason::CannotStart, format!("could not start bash: {e}")).hint(hint)
+    })?;
     let pid = child.id();
     // Kills the whole process group if this future is dropped before the command ends
     // (kill_on_drop alone reaches only bash, not what it started).
@@ -52,14 +59,15 @@ pub async fn run(config: Config, ctx: &TaskContext) -> anyhow::Result<Outcome> {
     let err_task = tokio::spawn(pump(stderr, ctx.log.clone(), LogStream::Stderr));
 
     let status = tokio::select! {
-        status = child.wait() => status?,
+        status = child.wait() => status
+            .map_err(|e| OperatorError::internal("waiting for the command failed", e))?,
         _ = ctx.cancel.cancelled() => {
             if let Some(pid) = pid {
                 kill_group(pid);
             }
             let _ = child.wait().await;
             guard.0 = None; // killed and reaped: never signal that group id again
-            anyhow::bail!("the command was cancelled");
+            return Err(OperatorError::cancelled("the command"));
         }
     };
     guard.0 = None; // the command ended by itself
@@ -80,10 +88,14 @@ pub async fn run(config: Config, ctx: &TaskContext) -> anyhow::Result<Outcome> {
             ));
             Ok(Outcome::skipped())
         }
-        Some(code) => {
-            anyhow::bail!("Bash command failed. The command returned a non-zero exit code {code}.")
-        }
-        None => anyhow::bail!("Bash command was killed by a signal"),
+        Some(code) => Err(OperatorError::new(
+            Reason::TaskFailed,
+            format!("Bash command failed. The command returned a non-zero exit code {code}."),
+        )),
+        None => Err(OperatorError::new(
+            Reason::TaskFailed,
+            "Bash command was killed by a signal",
+        )),
     }
 }
 
@@ -118,7 +130,7 @@ fn kill_group(pid: u32) {
 }
 
 /// A private working directory removed when the try ends.
-fn tempfile_dir() -> anyhow::Result<TempDir> {
+fn tempfile_dir() -> std::io::Result<TempDir> {
     let path = std::env::temp_dir().join(format!("updraft-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&path)?;
     Ok(TempDir(path))

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::core::LogStream;
-use crate::operators::{OperatorEnv, TaskContext};
+use crate::operators::{ErrorKind, OperatorEnv, Reason, TaskContext};
 
 fn config(cmd: &str) -> Config {
     serde_json::from_value(serde_json::json!({ "bash_command": cmd })).unwrap()
@@ -85,4 +85,31 @@ fn skip_code_accepts_one_or_many() {
         serde_json::from_value::<Config>(serde_json::json!({"bash_command": "x", "bogus": 1}))
             .is_err()
     );
+}
+
+#[tokio::test]
+async fn a_failed_command_retries_but_one_that_cannot_start_does_not() {
+    let (ctx, _log) = TaskContext::for_test(OperatorEnv::default());
+    let err = run(config("exit 3"), &ctx).await.unwrap_err();
+    assert_eq!(err.reason(), Reason::TaskFailed);
+    assert!(err.is_transient());
+    let mut missing_dir = config("true");
+    missing_dir.cwd = Some("/nonexistent/updraft-test-dir".into());
+    let err = run(missing_dir, &ctx).await.unwrap_err();
+    assert_eq!(err.reason(), Reason::CannotStart);
+    assert_eq!(err.kind(), ErrorKind::Permanent);
+    assert!(
+        err.to_string().contains("/nonexistent/updraft-test-dir"),
+        "{err}"
+    );
+    // A `with:` that does not fit the operator fails before anything runs, permanently.
+    let err = crate::operators::run(
+        crate::operators::OperatorName::Bash,
+        serde_json::json!({"bash_command": "true", "bogus": 1}),
+        &ctx,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.reason(), Reason::BadConfig);
+    assert!(err.to_string().contains("bogus"), "{err}");
 }

@@ -1,6 +1,6 @@
 use super::Config;
-use crate::operators::{Outcome, TaskContext};
+use crate::operators::{OperatorError, Outcome, TaskContext};
 
-pub async fn run(_config: Config, _ctx: &TaskContext) -> anyhow::Result<Outcome> {
+pub async fn run(_config: Config, _ctx: &TaskContext) -> Result<Outcome, OperatorError> {
     Ok(Outcome::default())
 }

@@ -5,7 +5,9 @@
 //! split into pages fetched concurrently with a bound (order kept); every request has a
 //! timeout and retries with exponential backoff on the failures that another try can fix
 //! (connection errors, timeouts, 429 with `Retry-After`, 5xx, randomuser.me's
-//! `{"error": ...}`); anything else fails the try with a message that says what came back.
+//! `{"error": ...}`), through [`crate::operators::retry`]; anything else (another 4xx, a body
+//! that is not JSON or has no results list) fails the task at once as a permanent error,
+//! with a message that says what came back.
 //! The mapping from API result to record is declared in the DAG (see [`mapping`]), so the
 //! operator is not tied to one API; a result the mapping cannot fill is skipped and counted,
 //! never a panic.

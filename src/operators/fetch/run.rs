@@ -1,50 +1,37 @@
 use std::time::Instant;
 
 use futures::{StreamExt, TryStreamExt};
-use rand::Rng;
 use reqwest::StatusCode;
 use serde_json::Value;
 
 use super::config::{Config, OnInvalid};
 use super::mapping::{kind, lookup, Mapping};
 use crate::core::log::mask_uri;
-use crate::operators::{Outcome, TaskContext};
+use crate::operators::error::classify;
+use crate::operators::retry::{retry, RetryPolicy};
+use crate::operators::{OperatorError, Outcome, Reason, TaskContext};
 
-/// Why one request attempt failed, and whether another attempt may help.
-#[derive(Debug)]
-struct AttemptError {
-    message: String,
-    retryable: bool,
-    /// A 429's `Retry-After`, when the server sent one in seconds.
-    retry_after: Option<std::time::Duration>,
-}
-
-impl AttemptError {
-    fn fatal(message: String) -> Self {
-        AttemptError {
-            message,
-            retryable: false,
-            retry_after: None,
-        }
-    }
-    fn retry(message: String) -> Self {
-        AttemptError {
-            message,
-            retryable: true,
-            retry_after: None,
-        }
-    }
-}
-
-pub async fn run(config: Config, ctx: &TaskContext) -> anyhow::Result<Outcome> {
+/// Fails the try on a permanent problem (bad arguments, a 4xx, a body that is not what
+/// `results_path` says, a mapping the data cannot fill when `on_invalid: fail`); retries each
+/// request on a transient one per `retries`/`backoff`/`max_backoff`, and fails the try with
+/// a transient error once they are spent, so the task's policy can take over.
+pub async fn run(config: Config, ctx: &TaskContext) -> Result<Outcome, OperatorError> {
     crate::operators::ensure_valid(config.validate())?;
     let mapping = Mapping::compile(&config.fields.0)
-        .map_err(|e| anyhow::anyhow!("invalid `with.fields`: {e:?}"))?;
+        .map_err(|e| OperatorError::config(format!("invalid `with.fields`: {e:?}")))?;
     let url = config.effective_url(ctx.env.datasource_url.as_deref());
+    if let Err(e) = reqwest::Url::parse(&url) {
+        // `with.url` was checked above; this one came from DATASOURCE_URL.
+        return Err(
+            OperatorError::config(format!("`{}` is not a valid URL: {e}", mask_uri(&url)))
+                .hint("fix DATASOURCE_URL or set `url` on the task"),
+        );
+    }
     let client = reqwest::Client::builder()
         .timeout(config.timeout.std())
         .user_agent(concat!("updraft/", env!("CARGO_PKG_VERSION")))
-        .build()?;
+        .build()
+        .map_err(|e| classify::reqwest_error("could not build the HTTP client", &e))?;
     let pages = config.pages();
     ctx.log.info(format!(
         "Fetching {} results from {} in {} request(s), at most {} at once",
@@ -65,7 +52,7 @@ pub async fn run(config: Config, ctx: &TaskContext) -> anyhow::Result<Outcome> {
 
     let pages_out = tokio::select! {
         r = fetches => r?,
-        _ = ctx.cancel.cancelled() => anyhow::bail!("fetch was cancelled"),
+        _ = ctx.cancel.cancelled() => return Err(OperatorError::cancelled("fetch")),
     };
     let fetched_in = started.elapsed();
 
@@ -80,7 +67,11 @@ pub async fn run(config: Config, ctx: &TaskContext) -> anyhow::Result<Outcome> {
             Err(why) => {
                 invalid += 1;
                 if config.on_invalid == OnInvalid::Fail {
-                    anyhow::bail!("result #{i} cannot be mapped: {why}");
+                    return Err(OperatorError::new(
+                        Reason::Schema,
+                        format!("result #{i} cannot be mapped: {why}"),
+                    )
+                    .hint("fix `with.fields`, mark the path optional with `?`, or set `on_invalid: skip`"));
                 }
                 // Log the first few in full; the count covers the rest.
                 if invalid <= 20 {
@@ -103,9 +94,13 @@ pub async fn run(config: Config, ctx: &TaskContext) -> anyhow::Result<Outcome> {
         ));
     }
     if records.is_empty() && config.results > 0 {
-        anyhow::bail!(
-            "none of the {received} results could be mapped to a record ({invalid} invalid)"
-        );
+        return Err(OperatorError::new(
+            Reason::Schema,
+            format!(
+                "none of the {received} results could be mapped to a record ({invalid} invalid)"
+            ),
+        )
+        .hint("check `with.fields` and `results_path` against what the API returns"));
     }
     Ok(Outcome::returning(Value::Array(records)))
 }
@@ -119,52 +114,47 @@ async fn fetch_page(
     config: &Config,
     results_path: &[String],
     ctx: &TaskContext,
-) -> anyhow::Result<Vec<Value>> {
+) -> Result<Vec<Value>, OperatorError> {
     let mut query: Vec<(String, String)> = config
         .query
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     query.push(("results".into(), n.to_string()));
-    let mut attempt = 0u32;
-    loop {
-        attempt += 1;
-        let err = match attempt_once(client, url, &query, results_path).await {
-            Ok(items) => return Ok(items),
-            Err(e) => e,
+    let policy = RetryPolicy {
+        retries: config.retries,
+        base: config.backoff.std(),
+        cap: config.max_backoff.std(),
+    };
+    let query = &query;
+    retry(
+        policy,
+        || attempt_once(client, url, query, results_path),
+        |err, attempt, wait| {
+            ctx.log.info(format!(
+                "Request {page} attempt {attempt} failed ({err}); retrying in {:.2}s",
+                wait.as_secs_f64()
+            ))
+        },
+    )
+    .await
+    .map_err(|gave_up| {
+        let tries = if gave_up.error.is_transient() {
+            format!(" after {} attempt(s)", gave_up.attempts)
+        } else {
+            String::new()
         };
-        if !err.retryable || attempt > config.retries {
-            let tries = if err.retryable {
-                format!(" after {attempt} attempt(s)")
-            } else {
-                String::new()
-            };
-            anyhow::bail!(
-                "request {page} to {} failed{tries}: {}",
-                mask_uri(url),
-                err.message
-            );
-        }
-        let wait = err.retry_after.unwrap_or_else(|| backoff(config, attempt));
-        ctx.log.info(format!(
-            "Request {page} attempt {attempt} failed ({}); retrying in {:.2}s",
-            err.message,
-            wait.as_secs_f64()
+        let error = gave_up.error.context(format_args!(
+            "request {page} to {} failed{tries}",
+            mask_uri(url)
         ));
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = ctx.cancel.cancelled() => anyhow::bail!("fetch was cancelled"),
+        match error.reason() {
+            Reason::Rejected | Reason::Malformed => {
+                error.hint("check `url` (or DATASOURCE_URL), `query` and `results_path`")
+            }
+            _ => error,
         }
-    }
-}
-
-/// Exponential backoff with full jitter on the upper half: `base * 2^(attempt-1)`, capped.
-fn backoff(config: &Config, attempt: u32) -> std::time::Duration {
-    let base = config.backoff.std().as_secs_f64();
-    let cap = config.max_backoff.std().as_secs_f64();
-    let exp = (base * 2f64.powi(attempt.saturating_sub(1).min(30) as i32)).min(cap);
-    let jittered = exp * rand::rng().random_range(0.5..=1.0);
-    std::time::Duration::from_secs_f64(jittered.max(0.0))
+    })
 }
 
 async fn attempt_once(
@@ -172,11 +162,13 @@ async fn attempt_once(
     url: &str,
     query: &[(String, String)],
     results_path: &[String],
-) -> Result<Vec<Value>, AttemptError> {
-    let resp = client.get(url).query(query).send().await.map_err(|e| {
-        // Connection refused, DNS, TLS, timeouts: all worth another try.
-        AttemptError::retry(format!("request error: {}", without_url(&e)))
-    })?;
+) -> Result<Vec<Value>, OperatorError> {
+    let resp = client
+        .get(url)
+        .query(query)
+        .send()
+        .await
+        .map_err(|e| classify::reqwest_error("request error", &e))?;
     let status = resp.status();
     if status == StatusCode::TOO_MANY_REQUESTS {
         let retry_after = resp
@@ -185,59 +177,58 @@ async fn attempt_once(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(|s| std::time::Duration::from_secs(s.min(300)));
-        return Err(AttemptError {
-            message: "HTTP 429 Too Many Requests".into(),
-            retryable: true,
-            retry_after,
-        });
+        return Err(
+            OperatorError::new(Reason::RateLimited, "HTTP 429 Too Many Requests")
+                .with_retry_after(retry_after),
+        );
     }
-    let body = resp.bytes().await.map_err(|e| {
-        AttemptError::retry(format!("reading the body failed: {}", without_url(&e)))
-    })?;
-    if status.is_server_error() {
-        return Err(AttemptError::retry(format!(
-            "HTTP {status}: {}",
-            snippet(&body)
-        )));
-    }
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| classify::reqwest_error("reading the body failed", &e))?;
     if !status.is_success() {
-        return Err(AttemptError::fatal(format!(
-            "HTTP {status}: {}",
-            snippet(&body)
-        )));
+        return Err(OperatorError::new(
+            classify::http_status(status),
+            format!("HTTP {status}: {}", snippet(&body)),
+        ));
     }
     let mut json: Value = serde_json::from_slice(&body).map_err(|e| {
-        AttemptError::fatal(format!(
-            "the response is not JSON ({e}); it starts with: {}",
-            snippet(&body)
-        ))
+        OperatorError::new(
+            Reason::Malformed,
+            format!(
+                "the response is not JSON ({e}); it starts with: {}",
+                snippet(&body)
+            ),
+        )
     })?;
     if let Some(error) = json.get("error") {
-        // randomuser.me answers overload with 200 and `{"error": "..."}`; another try may work.
+        // randomuser.me answers overload with 200 and `{"error": ...}`; another try may work.
         let text = error
             .as_str()
             .map(str::to_string)
             .unwrap_or_else(|| error.to_string());
-        return Err(AttemptError::retry(format!(
-            "the API returned an error: {text}"
-        )));
+        return Err(OperatorError::new(
+            Reason::ServerError,
+            format!("the API returned an error: {text}"),
+        ));
     }
     if let Some(Value::Array(items)) = lookup_mut(&mut json, results_path) {
         // Moved out, not cloned: a page is up to 5,000 nested objects.
         return Ok(std::mem::take(items));
     }
-    match lookup(&json, results_path) {
-        Some(other) => Err(AttemptError::fatal(format!(
+    let message = match lookup(&json, results_path) {
+        Some(other) => format!(
             "`{}` in the response is {}, not a list",
             results_path.join("."),
             kind(other)
-        ))),
-        None => Err(AttemptError::fatal(format!(
+        ),
+        None => format!(
             "the response has no `{}` list; it starts with: {}",
             results_path.join("."),
             snippet(&body)
-        ))),
-    }
+        ),
+    };
+    Err(OperatorError::new(Reason::Malformed, message))
 }
 
 /// Like `lookup`, for taking the value out.
@@ -247,22 +238,6 @@ fn lookup_mut<'a>(value: &'a mut Value, path: &[String]) -> Option<&'a mut Value
         Value::Array(a) => seg.parse::<usize>().ok().and_then(move |i| a.get_mut(i)),
         _ => None,
     })
-}
-
-/// reqwest errors print the URL, which may carry credentials; keep only the cause.
-fn without_url(e: &reqwest::Error) -> String {
-    let mut msg = if e.is_timeout() {
-        "timed out".to_string()
-    } else if e.is_connect() {
-        "could not connect".to_string()
-    } else {
-        "transport error".to_string()
-    };
-    let mut source = std::error::Error::source(e);
-    if let Some(s) = source.take() {
-        msg.push_str(&format!(": {s}"));
-    }
-    msg
 }
 
 /// The first 120 characters of a body, on one line, for error messages.

@@ -23,6 +23,8 @@ pub enum Fault {
     TooManyRequests { retry_after_secs: u64 },
     /// 500 Internal Server Error.
     ServerError,
+    /// This status (e.g. 404, 503) with a short text body.
+    Status(u16),
     /// 200 with an HTML page.
     Html,
     /// 200 with `{"error": "..."}`, as randomuser.me does under load.
@@ -136,6 +138,10 @@ async fn serve(
         }
         Some(Fault::ServerError) => {
             return (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response()
+        }
+        Some(Fault::Status(code)) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::IM_A_TEAPOT);
+            return (status, format!("stub status {code}")).into_response();
         }
         Some(Fault::Html) => {
             return (

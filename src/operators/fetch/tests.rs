@@ -6,7 +6,7 @@ use super::mapping::design_fields;
 use super::mapping::{Mapping, Piece, Spec};
 use super::stub::{Fault, RandomUserStub};
 use super::*;
-use crate::operators::{OperatorEnv, TaskContext};
+use crate::operators::{ErrorKind, OperatorEnv, Reason, TaskContext};
 
 pub(crate) fn sample() -> Value {
     serde_json::from_str(include_str!(
@@ -290,4 +290,110 @@ async fn cancellation_stops_a_slow_fetch() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("cancelled"), "{err}");
+}
+
+#[tokio::test]
+async fn errors_say_whether_another_try_can_help() {
+    let stub = RandomUserStub::start(&sample()).await.unwrap();
+    let (ctx, _log) = TaskContext::for_test(OperatorEnv::default());
+    let cfg = || config(json!({"url": stub.url(), "retries": 2}));
+
+    // 404: the same request gets the same answer, so no retry inside the try either.
+    stub.push_faults([Fault::Status(404)]);
+    let err = run(cfg(), &ctx).await.unwrap_err();
+    assert_eq!(
+        (err.kind(), err.reason()),
+        (ErrorKind::Permanent, Reason::Rejected)
+    );
+    assert!(
+        err.to_string().contains("404") && !err.to_string().contains("attempt(s)"),
+        "{err}"
+    );
+    assert_eq!(stub.requests(), 1);
+
+    // 503 every time: retried per `retries`, then handed to the task's policy as transient.
+    stub.push_faults(std::iter::repeat_n(Fault::Status(503), 3));
+    let err = run(cfg(), &ctx).await.unwrap_err();
+    assert_eq!(
+        (err.kind(), err.reason()),
+        (ErrorKind::Transient, Reason::ServerError)
+    );
+    assert!(err.to_string().contains("after 3 attempt(s)"), "{err}");
+    assert_eq!(stub.requests(), 4);
+
+    // 408 and 429 are worth another attempt; this one succeeds on the third.
+    stub.push_faults([Fault::Status(408), Fault::Status(429)]);
+    assert_eq!(records(&run(cfg(), &ctx).await.unwrap()).len(), 1);
+
+    // A body that is not what `results_path` says will not change: permanent, one request.
+    let before = stub.requests();
+    stub.push_faults([Fault::Html]);
+    let err = run(cfg(), &ctx).await.unwrap_err();
+    assert_eq!(err.reason(), Reason::Malformed);
+    assert_eq!(stub.requests(), before + 1);
+}
+
+#[tokio::test]
+async fn unreachable_port_is_transient_and_bad_arguments_are_permanent() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/api/", listener.local_addr().unwrap());
+    drop(listener);
+    let (ctx, _log) = TaskContext::for_test(OperatorEnv::default());
+    let err = run(config(json!({"url": url, "retries": 0})), &ctx)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.kind(), err.reason()),
+        (ErrorKind::Transient, Reason::Connection)
+    );
+
+    // A `with:` the operator cannot take, through the same entry point the worker uses.
+    let err = crate::operators::run(
+        crate::operators::OperatorName::Fetch,
+        json!({"fields": design_fields(), "page_size": 0}),
+        &ctx,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        (err.kind(), err.reason()),
+        (ErrorKind::Permanent, Reason::BadConfig)
+    );
+    assert!(err.to_string().contains("with.page_size"), "{err}");
+    let err = crate::operators::run(
+        crate::operators::OperatorName::Fetch,
+        json!({"fields": design_fields(), "retries": "many"}),
+        &ctx,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.reason(), Reason::BadConfig);
+
+    // A bad DATASOURCE_URL says which setting to fix.
+    let env = OperatorEnv {
+        datasource_url: Some("not a url".into()),
+        ..Default::default()
+    };
+    let (ctx, _log) = TaskContext::for_test(env);
+    let err = run(config(json!({})), &ctx).await.unwrap_err();
+    assert_eq!(err.reason(), Reason::BadConfig);
+    assert!(err.to_string().contains("DATASOURCE_URL"), "{err}");
+}
+
+#[tokio::test]
+async fn a_mapping_the_data_cannot_fill_is_permanent() {
+    let stub = RandomUserStub::start(&sample()).await.unwrap();
+    let (ctx, _log) = TaskContext::for_test(OperatorEnv::default());
+    let strict = config(json!({
+        "url": stub.url(), "results": 3, "fields": {"ssn": "id.value"}, "on_invalid": "fail"
+    }));
+    let err = run(strict, &ctx).await.unwrap_err();
+    assert_eq!(
+        (err.kind(), err.reason()),
+        (ErrorKind::Permanent, Reason::Schema)
+    );
+    let none_fit =
+        config(json!({"url": stub.url(), "results": 1, "fields": {"x": "no.such.path"}}));
+    let err = run(none_fit, &ctx).await.unwrap_err();
+    assert_eq!(err.reason(), Reason::Schema);
 }

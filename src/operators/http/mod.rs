@@ -4,7 +4,12 @@
 //! the try, as Airflow's default `check_response` does. Python-callable arguments
 //! (`response_check`, `response_filter`) are rejected at load time rather than ignored.
 //!
-//! One deliberate difference: Airflow builds the base URL from a connection's `schema` field
+//! A failed call says whether another try can help: a 5xx, 408, 429, timeout or refused
+//! connection is transient and the task's `retries` apply; any other 4xx, a missing
+//! connection or a bad argument is permanent and fails the task at once. That is a
+//! deliberate difference from Airflow, which retries every failure, a 404 included.
+//!
+//! Another deliberate difference: Airflow builds the base URL from a connection's `schema` field
 //! (defaulting to `http`), so `AIRFLOW_CONN_X=https://host` calls `http://host` there; updraft
 //! uses the URI's own scheme and path, which is what people mean.
 

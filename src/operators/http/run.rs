@@ -3,24 +3,26 @@ use serde_json::Value;
 
 use super::Config;
 use crate::core::log::mask_uri;
-use crate::operators::{Outcome, TaskContext};
+use crate::operators::error::classify;
+use crate::operators::{OperatorError, Outcome, Reason, TaskContext};
 
-/// The request URL and basic-auth credentials from a connection URI and an endpoint.
+/// The request URL and basic-auth credentials from a connection URI and an endpoint. A URI
+/// that does not make an HTTP URL is a permanent error.
 pub fn build_url(
     conn_uri: &str,
     endpoint: &str,
-) -> anyhow::Result<(Url, Option<(String, String)>)> {
+) -> Result<(Url, Option<(String, String)>), OperatorError> {
     let mut base = Url::parse(conn_uri).map_err(|e| {
-        anyhow::anyhow!(
+        OperatorError::config(format!(
             "the connection URI `{}` is not a URL: {e}",
             mask_uri(conn_uri)
-        )
+        ))
     })?;
     if !matches!(base.scheme(), "http" | "https") {
-        anyhow::bail!(
+        return Err(OperatorError::config(format!(
             "the connection URI must start with http:// or https://, not `{}://`",
             base.scheme()
-        );
+        )));
     }
     let auth = (!base.username().is_empty()).then(|| {
         let user = percent_decode(base.username());
@@ -82,16 +84,27 @@ fn pairs(data: &serde_json::Map<String, Value>) -> Vec<(String, String)> {
         .collect()
 }
 
-pub async fn run(config: Config, ctx: &TaskContext) -> anyhow::Result<Outcome> {
+/// A 4xx other than 408/429, a missing connection or a bad argument is permanent; a timeout,
+/// a refused connection, a 5xx, 408 or 429 is transient (retried by the task's policy: this
+/// operator makes one call per try, as Airflow's does).
+pub async fn run(config: Config, ctx: &TaskContext) -> Result<Outcome, OperatorError> {
     crate::operators::ensure_valid(config.validate())?;
     let conn = ctx.env.connections.get(&config.http_conn_id.to_lowercase()).ok_or_else(|| {
-        anyhow::anyhow!(
-            "connection `{}` is not defined; set AIRFLOW_CONN_{} to the base URL, e.g. https://api.example.com",
-            config.http_conn_id,
-            config.http_conn_id.to_uppercase()
+        OperatorError::new(
+            Reason::MissingConnection,
+            format!("connection `{}` is not defined", config.http_conn_id),
         )
+        .hint(format!(
+            "set AIRFLOW_CONN_{} to the base URL, e.g. https://api.example.com, or change `http_conn_id`",
+            config.http_conn_id.to_uppercase()
+        ))
     })?;
-    let (mut url, auth) = build_url(&conn.uri, &config.endpoint)?;
+    let (mut url, auth) = build_url(&conn.uri, &config.endpoint).map_err(|e| {
+        e.hint(format!(
+            "fix AIRFLOW_CONN_{}",
+            config.http_conn_id.to_uppercase()
+        ))
+    })?;
     let method = config.method.to_ascii_uppercase();
     if let (Some(Value::String(q)), "GET") = (&config.data, method.as_str()) {
         // A query string given as `data` is appended as is, as `requests` does.
@@ -104,7 +117,8 @@ pub async fn run(config: Config, ctx: &TaskContext) -> anyhow::Result<Outcome> {
     let client = reqwest::Client::builder()
         .timeout(config.timeout())
         .user_agent(concat!("updraft/", env!("CARGO_PKG_VERSION")))
-        .build()?;
+        .build()
+        .map_err(|e| classify::reqwest_error("could not build the HTTP client", &e))?;
     let mut req = if method == "GET" {
         client.get(url.clone())
     } else {
@@ -125,20 +139,23 @@ pub async fn run(config: Config, ctx: &TaskContext) -> anyhow::Result<Outcome> {
     };
     ctx.log.info(format!("Calling HTTP method {method} {url}"));
     let resp = tokio::select! {
-        r = req.send() => r.map_err(|e| anyhow::anyhow!("{method} {url} failed: {}", e.without_url()))?,
-        _ = ctx.cancel.cancelled() => anyhow::bail!("the HTTP call was cancelled"),
+        r = req.send() => r.map_err(|e| classify::reqwest_error(format_args!("{method} {url} failed"), &e))?,
+        _ = ctx.cancel.cancelled() => return Err(OperatorError::cancelled("the HTTP call")),
     };
     let status = resp.status();
-    let body = resp
-        .text()
-        .await
-        .map_err(|e| anyhow::anyhow!("reading the response failed: {}", e.without_url()))?;
+    let body = tokio::select! {
+        r = resp.text() => r.map_err(|e| classify::reqwest_error("reading the response failed", &e))?,
+        _ = ctx.cancel.cancelled() => return Err(OperatorError::cancelled("the HTTP call")),
+    };
     if config.log_response {
         ctx.log.info(body.clone());
     }
     if !status.is_success() {
         let snippet: String = body.chars().take(200).collect();
-        anyhow::bail!("{method} {url} returned HTTP {status}: {snippet}");
+        return Err(OperatorError::new(
+            classify::http_status(status),
+            format!("{method} {url} returned HTTP {status}: {snippet}"),
+        ));
     }
     ctx.log.info(format!("HTTP {status}, {} bytes", body.len()));
     Ok(Outcome::returning(Value::String(body)))

@@ -6,7 +6,7 @@ use axum::routing::{get, post};
 use serde_json::json;
 
 use super::*;
-use crate::operators::TaskContext;
+use crate::operators::{ErrorKind, Reason, TaskContext};
 use crate::settings::{Connection, OperatorEnv};
 
 /// An echo server: GET /v1/echo returns its query and auth header; POST /v1/form its form;
@@ -160,4 +160,58 @@ fn urls_join_base_path_and_endpoint() {
     assert_eq!(u.as_str(), "http://h/");
     assert_eq!(auth, None);
     assert!(build_url("ftp://h", "x").is_err());
+}
+
+#[tokio::test]
+async fn failures_say_whether_a_retry_can_help() {
+    let base = server().await;
+    let (ctx, _log) = TaskContext::for_test(env(&base));
+    let get = |endpoint: &str| config(json!({"endpoint": endpoint, "method": "GET"}));
+    // 404: the same request gets the same answer.
+    let err = run(get("no/such/path"), &ctx).await.unwrap_err();
+    assert_eq!(
+        (err.kind(), err.reason()),
+        (ErrorKind::Permanent, Reason::Rejected)
+    );
+    assert!(err.to_string().contains("404"), "{err}");
+    // 503: the server may be back soon.
+    let err = run(get("fail"), &ctx).await.unwrap_err();
+    assert_eq!(
+        (err.kind(), err.reason()),
+        (ErrorKind::Transient, Reason::ServerError)
+    );
+    // Nothing listens there: refused, which may pass.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let (ctx, _log) = TaskContext::for_test(env(&closed));
+    let err = run(get("echo"), &ctx).await.unwrap_err();
+    assert_eq!(
+        (err.kind(), err.reason()),
+        (ErrorKind::Transient, Reason::Connection)
+    );
+    assert!(err.to_string().contains("could not connect"), "{err}");
+    // A connection nobody defined, a method the operator does not speak: permanent.
+    let err = run(config(json!({"http_conn_id": "nope"})), &ctx)
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), Reason::MissingConnection);
+    let err = run(config(json!({"method": "PUT"})), &ctx)
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), Reason::BadConfig);
+    let mut ftp = OperatorEnv::default();
+    ftp.connections.insert(
+        "http_default".into(),
+        Connection {
+            uri: "ftp://files.example.com".into(),
+        },
+    );
+    let (ctx, _log) = TaskContext::for_test(ftp);
+    let err = run(get("x"), &ctx).await.unwrap_err();
+    assert_eq!(err.reason(), Reason::BadConfig);
+    assert!(
+        err.to_string().contains("AIRFLOW_CONN_HTTP_DEFAULT"),
+        "{err}"
+    );
 }

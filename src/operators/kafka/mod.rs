@@ -15,35 +15,42 @@ use rdkafka::ClientConfig;
 
 pub use embedded::{create_embedded_topic, is_embedded, read_topic, EmbeddedKafka};
 
+use crate::operators::{OperatorError, Reason};
 use crate::settings::OperatorEnv;
 
 /// Resolves the bootstrap servers for a Kafka operator. Precedence: the task's literal
 /// `bootstrap_servers`, else its `kafka_conn_id` connection (which must exist), else
-/// `KAFKA_BOOTSTRAP_SERVERS` (in standalone, the embedded broker).
+/// `KAFKA_BOOTSTRAP_SERVERS` (in standalone, the embedded broker). Not finding any is
+/// permanent: another try would not find them either.
 pub fn bootstrap_servers(
     literal: Option<&str>,
     conn_id: Option<&str>,
     env: &OperatorEnv,
-) -> anyhow::Result<String> {
+) -> Result<String, OperatorError> {
     if let Some(s) = literal.filter(|s| !s.trim().is_empty()) {
         return Ok(s.trim().to_string());
     }
     if let Some(id) = conn_id {
         let conn = env.connections.get(&id.to_lowercase()).ok_or_else(|| {
-            anyhow::anyhow!(
-                "Kafka connection `{id}` is not defined; set AIRFLOW_CONN_{} to e.g. kafka://broker1:9092,broker2:9092",
-                id.to_uppercase()
+            OperatorError::new(
+                Reason::MissingConnection,
+                format!("Kafka connection `{id}` is not defined"),
             )
+            .hint(format!(
+                "set AIRFLOW_CONN_{} to e.g. kafka://broker1:9092,broker2:9092, or change `kafka_conn_id`",
+                id.to_uppercase()
+            ))
         })?;
-        return servers_from_uri(&conn.uri);
+        return servers_from_uri(&conn.uri)
+            .map_err(|e| e.hint(format!("fix AIRFLOW_CONN_{}", id.to_uppercase())));
     }
     env.kafka_bootstrap_servers.clone().ok_or_else(|| {
-        anyhow::anyhow!("no Kafka brokers configured: set KAFKA_BOOTSTRAP_SERVERS, or `bootstrap_servers` / `kafka_conn_id` on the task")
+        OperatorError::new(Reason::MissingConnection, "no Kafka brokers configured").hint(
+            "set KAFKA_BOOTSTRAP_SERVERS, or `bootstrap_servers` / `kafka_conn_id` on the task",
+        )
     })
 }
 
-/// `kafka://h1:9092,h2:9092` (or a bare `h1:9092,h2:9092`) → `h1:9092,h2:9092`. Any user
-/// info and path are dropped: SASL settings belong in the operator's `properties`.
 /// Sets each `(key, value)` on `config` unless the DAG's `properties` already set that key.
 pub fn set_defaults(
     config: &mut ClientConfig,
@@ -57,12 +64,16 @@ pub fn set_defaults(
     }
 }
 
-pub fn servers_from_uri(uri: &str) -> anyhow::Result<String> {
+/// `kafka://h1:9092,h2:9092` (or a bare `h1:9092,h2:9092`) → `h1:9092,h2:9092`. Any user
+/// info and path are dropped: SASL settings belong in the operator's `properties`.
+pub fn servers_from_uri(uri: &str) -> Result<String, OperatorError> {
     let rest = uri.split_once("://").map(|(_, r)| r).unwrap_or(uri);
     let rest = rest.rsplit_once('@').map(|(_, r)| r).unwrap_or(rest);
     let hosts = rest.split(['/', '?']).next().unwrap_or_default().trim();
     if hosts.is_empty() {
-        anyhow::bail!("the Kafka connection URI names no broker");
+        return Err(OperatorError::config(
+            "the Kafka connection URI names no broker",
+        ));
     }
     Ok(hosts.to_string())
 }
@@ -101,5 +112,8 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("KAFKA_BOOTSTRAP_SERVERS"), "{err}");
+        let err = bootstrap_servers(None, None, &OperatorEnv::default()).unwrap_err();
+        assert_eq!(err.reason(), Reason::MissingConnection);
+        assert!(!err.is_transient());
     }
 }

@@ -11,10 +11,19 @@ use serde_json::{json, Value};
 
 use super::Config;
 use crate::core::log::mask_uri;
+use crate::operators::error::classify;
 use crate::operators::kafka::producers;
-use crate::operators::{Outcome, TaskContext};
+use crate::operators::{OperatorError, Outcome, Reason, TaskContext};
 
-pub async fn run(config: Config, ctx: &TaskContext) -> anyhow::Result<Outcome> {
+/// Where to look when the brokers do not answer.
+const BROKERS_HINT: &str =
+    "are the brokers up, and do KAFKA_BOOTSTRAP_SERVERS / `bootstrap_servers` / the `kafka_conn_id` connection point at them?";
+
+/// Permanent: bad arguments or properties, no brokers configured, a message the brokers
+/// refuse (too large, not authorized). Transient: brokers that do not answer, deliveries not
+/// acknowledged in time; librdkafka already retries those within `delivery_timeout`, so the
+/// task's policy is the next level.
+pub async fn run(config: Config, ctx: &TaskContext) -> Result<Outcome, OperatorError> {
     crate::operators::ensure_valid(config.validate())?;
     let servers = crate::operators::kafka::bootstrap_servers(
         config.bootstrap_servers.as_deref(),
@@ -57,8 +66,13 @@ pub async fn run(config: Config, ctx: &TaskContext) -> anyhow::Result<Outcome> {
             ("queue.buffering.max.messages", "1000000"),
         ],
     );
-    let pooled = producers::take(&client_config)
-        .map_err(|e| anyhow::anyhow!("could not create a Kafka producer for {shown}: {e}"))?;
+    let pooled = producers::take(&client_config).map_err(|e| {
+        classify::kafka_error(
+            format_args!("could not create a Kafka producer for {shown}"),
+            &e,
+        )
+        .hint("check the task's `properties`")
+    })?;
     let producer = pooled.producer();
 
     let partitions = ensure_topic(producer, &client_config, &config, &shown, ctx).await?;
@@ -80,7 +94,12 @@ pub async fn run(config: Config, ctx: &TaskContext) -> anyhow::Result<Outcome> {
     let mut pending = FuturesUnordered::new();
     let mut unkeyed = 0usize;
     for record in &config.records {
-        let payload = serde_json::to_vec(record)?;
+        let payload = serde_json::to_vec(record).map_err(|e| {
+            OperatorError::new(
+                Reason::Schema,
+                format!("a record cannot be serialized: {e}"),
+            )
+        })?;
         let key = config.key_field.as_deref().and_then(|f| key_of(record, f));
         if config.key_field.is_some() && key.is_none() {
             unkeyed += 1;
@@ -90,6 +109,9 @@ pub async fn run(config: Config, ctx: &TaskContext) -> anyhow::Result<Outcome> {
             message = message.key(k);
         }
         // Enqueue without blocking; when librdkafka's queue is full, let deliveries drain.
+        // Backpressure, not a retry of a failure (so not `operators::retry`): the queue
+        // empties as messages are acknowledged or expire after `delivery_timeout`, and a
+        // growing backoff would only slow a healthy publish down.
         loop {
             match producer.send_result(message) {
                 Ok(delivery) => {
@@ -100,13 +122,15 @@ pub async fn run(config: Config, ctx: &TaskContext) -> anyhow::Result<Outcome> {
                     message = back;
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_millis(2)) => {}
-                        _ = ctx.cancel.cancelled() => anyhow::bail!("publish was cancelled"),
+                        _ = ctx.cancel.cancelled() => return Err(OperatorError::cancelled("publish")),
                     }
                 }
-                Err((e, _)) => anyhow::bail!(
-                    "could not enqueue a message for topic `{}`: {e}",
-                    config.topic
-                ),
+                Err((e, _)) => {
+                    return Err(classify::kafka_error(
+                        format_args!("could not enqueue a message for topic `{}`", config.topic),
+                        &e,
+                    ))
+                }
             }
         }
     }
@@ -114,23 +138,26 @@ pub async fn run(config: Config, ctx: &TaskContext) -> anyhow::Result<Outcome> {
     let total = pending.len();
     let mut acked = 0usize;
     let mut failed = 0usize;
-    let mut first_error: Option<String> = None;
+    let mut first_error: Option<KafkaError> = None;
     loop {
         let next = tokio::select! {
             n = pending.next() => n,
-            _ = ctx.cancel.cancelled() => anyhow::bail!("publish was cancelled with {acked} of {total} messages acknowledged"),
+            _ = ctx.cancel.cancelled() => return Err(OperatorError::new(
+                Reason::Cancelled,
+                format!("publish was cancelled with {acked} of {total} messages acknowledged"),
+            )),
         };
         match next {
             None => break,
             Some(Ok(Ok(_))) => acked += 1,
             Some(Ok(Err((e, _)))) => {
                 failed += 1;
-                first_error.get_or_insert_with(|| e.to_string());
+                first_error.get_or_insert(e);
             }
             Some(Err(_)) => {
+                // The producer dropped the delivery report: it is closing.
                 failed += 1;
-                first_error
-                    .get_or_insert_with(|| "the producer dropped the delivery report".into());
+                first_error.get_or_insert(KafkaError::Canceled);
             }
         }
     }
@@ -141,13 +168,20 @@ pub async fn run(config: Config, ctx: &TaskContext) -> anyhow::Result<Outcome> {
             config.key_field.as_deref().unwrap_or_default()
         ));
     }
-    if failed > 0 {
-        anyhow::bail!(
-            "{failed} of {total} messages to topic `{}` were not acknowledged by Kafka at {shown} within {}: {}",
-            config.topic,
-            config.delivery_timeout,
-            first_error.unwrap_or_default()
+    if let (true, Some(e)) = (failed > 0, first_error) {
+        let what = format!(
+            "{failed} of {total} messages to topic `{}` were not acknowledged by Kafka at {shown} within {}",
+            config.topic, config.delivery_timeout,
         );
+        let error = match e {
+            // Not a cancellation of this try: the delivery report was lost with the producer.
+            KafkaError::Canceled => OperatorError::new(
+                Reason::BrokerUnavailable,
+                format!("{what}: the producer dropped the delivery report"),
+            ),
+            e => classify::kafka_error(what, &e),
+        };
+        return Err(error);
     }
     ctx.log.info(format!(
         "Published {acked} records to topic `{}`, all acknowledged, in {secs:.3}s ({:.0} records/s)",
@@ -177,15 +211,24 @@ async fn ensure_topic(
     config: &Config,
     shown: &str,
     ctx: &TaskContext,
-) -> anyhow::Result<Option<usize>> {
+) -> Result<Option<usize>, OperatorError> {
     let timeout = config.connect_timeout.std();
     let client = producer.clone();
     // All topics, not just ours: asking for one topic by name can auto-create it.
-    let metadata = tokio::task::spawn_blocking(move || client.client().fetch_metadata(None, timeout))
-        .await?
-        .map_err(|e| {
-            anyhow::anyhow!("could not reach Kafka at {shown} within {}: {e}. Are the brokers up, and do KAFKA_BOOTSTRAP_SERVERS / the connection point at them?", config.connect_timeout)
-        })?;
+    let metadata =
+        tokio::task::spawn_blocking(move || client.client().fetch_metadata(None, timeout))
+            .await
+            .map_err(|e| OperatorError::internal("the metadata request's thread failed", e))?
+            .map_err(|e| {
+                classify::kafka_error(
+                    format_args!(
+                        "could not reach Kafka at {shown} within {}",
+                        config.connect_timeout
+                    ),
+                    &e,
+                )
+                .hint(BROKERS_HINT)
+            })?;
     if let Some(t) = metadata
         .topics()
         .iter()
@@ -200,16 +243,18 @@ async fn ensure_topic(
     let (topic, partitions) = (config.topic.clone(), config.partitions);
     // The mock cluster's API waits for its own thread: not on an async one.
     let embedded = match config.create_topic {
-        true => {
-            tokio::task::spawn_blocking(move || {
-                crate::operators::kafka::create_embedded_topic(&servers, &topic, partitions)
-            })
-            .await?
-        }
+        true => tokio::task::spawn_blocking(move || {
+            crate::operators::kafka::create_embedded_topic(&servers, &topic, partitions)
+        })
+        .await
+        .map_err(|e| OperatorError::internal("the topic creation's thread failed", e))?,
         false => None,
     };
     if let Some(created) = embedded {
-        created?;
+        created.map_err(|e| {
+            // The mock cluster is in this process; when it refuses, it is shutting down.
+            OperatorError::new(Reason::BrokerUnavailable, format!("{e:#}"))
+        })?;
         ctx.log.info(format!(
             "Created topic `{}` with {} partitions on the embedded broker",
             config.topic, config.partitions
@@ -223,9 +268,12 @@ async fn ensure_topic(
         ));
         return Ok(None);
     }
-    let admin: AdminClient<DefaultClientContext> = client_config
-        .create()
-        .map_err(|e| anyhow::anyhow!("could not create a Kafka admin client for {shown}: {e}"))?;
+    let admin: AdminClient<DefaultClientContext> = client_config.create().map_err(|e| {
+        classify::kafka_error(
+            format_args!("could not create a Kafka admin client for {shown}"),
+            &e,
+        )
+    })?;
     let topic = NewTopic::new(
         &config.topic,
         config.partitions,
@@ -251,7 +299,7 @@ async fn ensure_topic(
     }
 }
 
-fn fall_back(ctx: &TaskContext, topic: &str, why: &str) -> anyhow::Result<Option<usize>> {
+fn fall_back(ctx: &TaskContext, topic: &str, why: &str) -> Result<Option<usize>, OperatorError> {
     ctx.log.info(format!(
         "Could not create topic `{topic}` ({why}); relying on the broker to auto-create it on first write"
     ));

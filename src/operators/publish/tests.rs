@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::operators::kafka::{read_topic, EmbeddedKafka};
-use crate::operators::{OperatorEnv, TaskContext};
+use crate::operators::{ErrorKind, OperatorEnv, Reason, TaskContext};
 
 fn records(n: usize) -> Vec<Value> {
     (0..n).map(|i| json!({"id": uuid::Uuid::new_v4().to_string(), "n": i, "post_code": if i % 2 == 0 { json!(1234) } else { json!("AB1") }})).collect()
@@ -315,5 +315,56 @@ async fn a_stopped_embedded_cluster_closes_its_kept_producers() {
     assert!(
         !take(&cc).unwrap().reused,
         "closed when the cluster stopped"
+    );
+}
+
+#[tokio::test]
+async fn errors_say_whether_another_try_can_help() {
+    // Brokers that do not answer may come back: transient, with where to look.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let servers = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    let (ctx, _log) = TaskContext::for_test(OperatorEnv::default());
+    let err = run(
+        config(
+            records(1),
+            json!({"bootstrap_servers": servers, "connect_timeout": 1}),
+        ),
+        &ctx,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Transient, "{err}");
+    assert!(err.to_string().contains("KAFKA_BOOTSTRAP_SERVERS"), "{err}");
+
+    // No brokers configured, a property librdkafka rejects: permanent.
+    let err = run(config(records(1), json!({})), &ctx).await.unwrap_err();
+    assert_eq!(err.reason(), Reason::MissingConnection);
+    let kafka = EmbeddedKafka::start(1).unwrap();
+    let (ctx, _log) = TaskContext::for_test(env(&kafka));
+    let err = run(
+        config(
+            records(1),
+            json!({"properties": {"compression.type": "bogus"}}),
+        ),
+        &ctx,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.reason(), Reason::BadConfig, "{err}");
+    assert!(err.to_string().contains("compression.type"), "{err}");
+
+    // A message larger than the producer may send is refused the same way every time.
+    let big = vec![json!({"id": "x", "blob": "y".repeat(5_000)})];
+    let err = run(
+        config(big, json!({"properties": {"message.max.bytes": "2000"}})),
+        &ctx,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        (err.kind(), err.reason()),
+        (ErrorKind::Permanent, Reason::Rejected),
+        "{err}"
     );
 }

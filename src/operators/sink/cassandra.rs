@@ -14,6 +14,8 @@ use scylla::statement::prepared::PreparedStatement;
 use scylla::value::CqlValue;
 
 use super::record::{DeadLetter, Row};
+use crate::operators::error::classify;
+use crate::operators::{OperatorError, Reason};
 
 /// The CQL for one table, built once per task from validated names.
 #[derive(Clone, Debug, PartialEq)]
@@ -63,7 +65,7 @@ impl CqlWriter {
         timeout: std::time::Duration,
         dead_letters: FutureProducer,
         dead_letter_topic: String,
-    ) -> anyhow::Result<CqlWriter> {
+    ) -> Result<CqlWriter, OperatorError> {
         let mut builder = SessionBuilder::new()
             .known_nodes(contact_points)
             .connection_timeout(timeout);
@@ -71,25 +73,42 @@ impl CqlWriter {
             builder = builder.user(u, p);
         }
         let session = builder.build().await.map_err(|e| {
-            anyhow::anyhow!(
-                "could not connect to Cassandra at {}: {e}",
-                contact_points.join(",")
+            OperatorError::caused(
+                classify::cql_session(&e),
+                format_args!("could not connect to Cassandra at {}", contact_points.join(",")),
+                &e,
             )
+            .hint("check the sink connection (`conn_id`, AIRFLOW_CONN_SINK_DEFAULT or CASSANDRA_CONTACT_POINTS)")
         })?;
         for stmt in [&statements.create_keyspace, &statements.create_table] {
             session
                 .query_unpaged(stmt.as_str(), ())
                 .await
-                .map_err(|e| anyhow::anyhow!("could not create the keyspace or table: {e}"))?;
+                .map_err(|e| {
+                    OperatorError::caused(
+                        classify::cql_execution(&e),
+                        "could not create the keyspace or table",
+                        &e,
+                    )
+                })?;
         }
-        session
-            .await_schema_agreement()
-            .await
-            .map_err(|e| anyhow::anyhow!("Cassandra nodes did not agree on the schema: {e}"))?;
+        session.await_schema_agreement().await.map_err(|e| {
+            OperatorError::caused(
+                Reason::Database,
+                "Cassandra nodes did not agree on the schema",
+                &e,
+            )
+        })?;
         let insert = session
             .prepare(statements.insert.as_str())
             .await
-            .map_err(|e| anyhow::anyhow!("could not prepare the insert: {e}"))?;
+            .map_err(|e| {
+                OperatorError::caused(
+                    classify::cql_prepare(&e),
+                    "could not prepare the insert",
+                    &e,
+                )
+            })?;
         Ok(CqlWriter {
             session,
             insert,
@@ -99,7 +118,7 @@ impl CqlWriter {
         })
     }
 
-    pub async fn write(&self, rows: &[Row], dead: &[DeadLetter]) -> anyhow::Result<()> {
+    pub async fn write(&self, rows: &[Row], dead: &[DeadLetter]) -> Result<(), OperatorError> {
         // A plain loop over a `FuturesUnordered` rather than `stream::iter(..).map(closure)`:
         // the closure form makes the future non-`Send` (a known rustc limitation).
         let mut in_flight = FuturesUnordered::new();
@@ -140,20 +159,29 @@ impl CqlWriter {
                 .send(record, std::time::Duration::from_secs(10))
                 .await
                 .map_err(|(e, _)| {
-                    anyhow::anyhow!(
-                        "could not write a dead letter to `{}`: {e}",
-                        self.dead_letter_topic
+                    classify::kafka_error(
+                        format_args!(
+                            "could not write a dead letter to `{}`",
+                            self.dead_letter_topic
+                        ),
+                        &e,
                     )
                 })?;
         }
         Ok(())
     }
 
-    async fn insert(&self, row: &Row) -> anyhow::Result<()> {
+    async fn insert(&self, row: &Row) -> Result<(), OperatorError> {
         self.session
             .execute_unpaged(&self.insert, cql_values(row))
             .await
             .map(|_| ())
-            .map_err(|e| anyhow::anyhow!("writing row {} to Cassandra failed: {e}", row.id))
+            .map_err(|e| {
+                OperatorError::caused(
+                    classify::cql_execution(&e),
+                    format_args!("writing row {} to Cassandra failed", row.id),
+                    &e,
+                )
+            })
     }
 }

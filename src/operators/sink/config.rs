@@ -5,6 +5,7 @@ use serde::Deserialize;
 
 use crate::core::log::mask_uri;
 use crate::core::Duration;
+use crate::operators::{OperatorError, Reason};
 use crate::settings::OperatorEnv;
 
 /// The connection a sink uses when `conn_id` is not given, if it is defined.
@@ -101,19 +102,26 @@ impl Target {
         }
     }
 
-    /// Resolves the target by the rules on [`Config`].
-    pub fn resolve(conn_id: Option<&str>, env: &OperatorEnv) -> anyhow::Result<Target> {
+    /// Resolves the target by the rules on [`Config`]. Finding none, or a connection that
+    /// names no usable target, is permanent.
+    pub fn resolve(conn_id: Option<&str>, env: &OperatorEnv) -> Result<Target, OperatorError> {
         if let Some(id) = conn_id {
             let conn = env.connections.get(&id.to_lowercase()).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "sink connection `{id}` is not defined; set AIRFLOW_CONN_{} to a postgres:// or cassandra:// URI",
-                    id.to_uppercase()
+                OperatorError::new(
+                    Reason::MissingConnection,
+                    format!("sink connection `{id}` is not defined"),
                 )
+                .hint(format!(
+                    "set AIRFLOW_CONN_{} to a postgres:// or cassandra:// URI, or change `conn_id`",
+                    id.to_uppercase()
+                ))
             })?;
-            return Target::from_uri(&conn.uri);
+            return Target::from_uri(&conn.uri)
+                .map_err(|e| e.hint(format!("fix AIRFLOW_CONN_{}", id.to_uppercase())));
         }
         if let Some(conn) = env.connections.get(DEFAULT_CONN_ID) {
-            return Target::from_uri(&conn.uri);
+            return Target::from_uri(&conn.uri)
+                .map_err(|e| e.hint("fix AIRFLOW_CONN_SINK_DEFAULT"));
         }
         if let Some(points) = &env.cassandra_contact_points {
             return Ok(Target::Cassandra {
@@ -124,15 +132,20 @@ impl Target {
         if let Some(url) = &env.sink_postgres_url {
             return Ok(Target::Postgres { url: url.clone() });
         }
-        anyhow::bail!(
-            "no sink target configured: set `conn_id`, AIRFLOW_CONN_SINK_DEFAULT, CASSANDRA_CONTACT_POINTS or SINK_POSTGRES_URL"
+        Err(
+            OperatorError::new(Reason::MissingConnection, "no sink target configured").hint(
+                "set `conn_id`, AIRFLOW_CONN_SINK_DEFAULT, CASSANDRA_CONTACT_POINTS or SINK_POSTGRES_URL",
+            ),
         )
     }
 
     /// `postgres://…` / `postgresql://…` or `cassandra://[user:pw@]h1:9042,h2:9042[/…]`.
-    pub fn from_uri(uri: &str) -> anyhow::Result<Target> {
+    pub fn from_uri(uri: &str) -> Result<Target, OperatorError> {
         let (scheme, rest) = uri.split_once("://").ok_or_else(|| {
-            anyhow::anyhow!("the sink connection `{}` has no scheme", mask_uri(uri))
+            OperatorError::config(format!(
+                "the sink connection `{}` has no scheme",
+                mask_uri(uri)
+            ))
         })?;
         match scheme.to_ascii_lowercase().as_str() {
             "postgres" | "postgresql" => Ok(Target::Postgres {
@@ -146,7 +159,9 @@ impl Target {
                 let hosts = hosts.split(['/', '?']).next().unwrap_or_default();
                 let points = split_hosts(hosts, 9042);
                 if points.is_empty() {
-                    anyhow::bail!("the Cassandra connection names no host");
+                    return Err(OperatorError::config(
+                        "the Cassandra connection names no host",
+                    ));
                 }
                 let user = userinfo
                     .and_then(|u| u.split_once(':'))
@@ -156,9 +171,9 @@ impl Target {
                     user,
                 })
             }
-            other => anyhow::bail!(
+            other => Err(OperatorError::config(format!(
                 "sink connections must be postgres:// or cassandra://, not `{other}://`"
-            ),
+            ))),
         }
     }
 }

@@ -10,14 +10,22 @@
 //! tasks sharing a group split the partitions. A message that is not a valid record (not
 //! JSON, no `id`, `id` not a UUID) is logged, counted and kept as a dead letter: a
 //! `<table>_dead_letter` table for Postgres, a `<topic>.dlq` topic for Cassandra.
+//!
+//! The files: `run` sets a try up (consumer, writer, end offsets) and tears it down;
+//! `consume` is the loop; `progress` knows when the group is done; `write` writes a batch
+//! and commits its offsets; `postgres` and `cassandra` are the targets; `record` turns
+//! messages into rows.
 
 pub mod cassandra;
 mod config;
+mod consume;
 pub mod postgres;
+mod progress;
 pub mod record;
 mod run;
 #[cfg(test)]
 mod tests;
+mod write;
 
 pub use config::{default_columns, split_hosts, valid_identifier, Config, Target, DEFAULT_CONN_ID};
 pub use run::run;

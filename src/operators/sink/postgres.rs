@@ -9,6 +9,12 @@ use uuid::Uuid;
 
 use super::record::{DeadLetter, Row};
 use crate::core::log::mask_uri;
+use crate::operators::error::classify::sqlx_error;
+use crate::operators::{OperatorError, Reason};
+
+/// Where the sink's Postgres comes from, for messages about it.
+const TARGET_HINT: &str =
+    "check the sink connection (`conn_id`, AIRFLOW_CONN_SINK_DEFAULT or SINK_POSTGRES_URL)";
 
 /// The statements for one table, built once per task.
 #[derive(Clone, Debug, PartialEq)]
@@ -73,29 +79,38 @@ impl PgWriter {
         statements: Statements,
         columns: usize,
         timeout: std::time::Duration,
-    ) -> anyhow::Result<PgWriter> {
+    ) -> Result<PgWriter, OperatorError> {
         let pool = PgPoolOptions::new()
             .max_connections(2)
             .acquire_timeout(timeout)
             .connect(url)
             .await
             .map_err(|e| {
-                anyhow::anyhow!(
-                    "could not connect to the sink Postgres at {}: {e}",
-                    mask_uri(url)
-                )
+                let error = sqlx_error(
+                    format_args!(
+                        "could not connect to the sink Postgres at {}",
+                        mask_uri(url)
+                    ),
+                    &e,
+                );
+                // sqlx reports an unreachable server as a pool timeout; say which one.
+                match error.reason() {
+                    Reason::Timeout | Reason::Connection | Reason::BadConfig => {
+                        error.hint(TARGET_HINT)
+                    }
+                    _ => error,
+                }
             })?;
-        let mut tx = pool.begin().await?;
+        let ddl = |e: sqlx::Error| sqlx_error("could not create the sink tables", &e);
+        let mut tx = pool.begin().await.map_err(ddl)?;
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext('updraft.sink.ddl'))")
             .execute(&mut *tx)
-            .await?;
+            .await
+            .map_err(ddl)?;
         for stmt in &statements.create {
-            sqlx::query(stmt)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| anyhow::anyhow!("could not create the sink tables: {e}"))?;
+            sqlx::query(stmt).execute(&mut *tx).await.map_err(ddl)?;
         }
-        tx.commit().await?;
+        tx.commit().await.map_err(ddl)?;
         Ok(PgWriter {
             pool,
             statements,
@@ -109,8 +124,11 @@ impl PgWriter {
         topic: &str,
         rows: &[Row],
         dead: &[DeadLetter],
-    ) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await?;
+    ) -> Result<(), OperatorError> {
+        let mut tx =
+            self.pool.begin().await.map_err(|e| {
+                sqlx_error("could not start a transaction on the sink Postgres", &e)
+            })?;
         if !rows.is_empty() {
             let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
             let mut q = sqlx::query(&self.statements.upsert).bind(ids);
@@ -123,7 +141,7 @@ impl PgWriter {
             }
             q.execute(&mut *tx)
                 .await
-                .map_err(|e| anyhow::anyhow!("writing {} rows failed: {e}", rows.len()))?;
+                .map_err(|e| sqlx_error(format_args!("writing {} rows failed", rows.len()), &e))?;
         }
         if !dead.is_empty() {
             let topics: Vec<&str> = dead.iter().map(|_| topic).collect();
@@ -142,9 +160,16 @@ impl PgWriter {
                 .bind(errors)
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| anyhow::anyhow!("writing {} dead letters failed: {e}", dead.len()))?;
+                .map_err(|e| {
+                    sqlx_error(
+                        format_args!("writing {} dead letters failed", dead.len()),
+                        &e,
+                    )
+                })?;
         }
-        tx.commit().await?;
+        tx.commit()
+            .await
+            .map_err(|e| sqlx_error("committing the rows failed", &e))?;
         Ok(())
     }
 }

@@ -265,3 +265,60 @@ async fn a_missing_topic_is_nothing_to_sink_and_unreachable_brokers_fail() {
     assert!(err.contains("could not reach Kafka"), "{err}");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
+
+#[tokio::test]
+async fn errors_say_whether_another_try_can_help() {
+    use crate::operators::kafka::EmbeddedKafka;
+    use crate::operators::{ErrorKind, Reason, TaskContext};
+    let kafka = EmbeddedKafka::start(1).unwrap();
+    kafka.create_topic("users_created", 1).unwrap();
+    let cfg = |v: serde_json::Value| -> Config { serde_json::from_value(v).unwrap() };
+
+    // No target configured anywhere: permanent, and the message says what to set.
+    let env = OperatorEnv {
+        kafka_bootstrap_servers: Some(kafka.bootstrap_servers()),
+        ..Default::default()
+    };
+    let (ctx, _log) = TaskContext::for_test(env.clone());
+    let err = run(cfg(json!({})), &ctx).await.unwrap_err();
+    assert_eq!(
+        (err.kind(), err.reason()),
+        (ErrorKind::Permanent, Reason::MissingConnection)
+    );
+    assert!(err.to_string().contains("SINK_POSTGRES_URL"), "{err}");
+    let err = run(cfg(json!({"conn_id": "nope"})), &ctx)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("AIRFLOW_CONN_NOPE"), "{err}");
+
+    // A Postgres target that refuses connections may come back: transient.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let (ctx, _log) = TaskContext::for_test(OperatorEnv {
+        sink_postgres_url: Some(format!("postgres://nobody@127.0.0.1:{port}/none")),
+        ..env
+    });
+    let err = run(cfg(json!({"connect_timeout": 2})), &ctx)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Transient, "{err}");
+    assert!(err.to_string().contains("127.0.0.1"), "{err}");
+
+    // Brokers that do not answer: transient; a consumer property librdkafka rejects: permanent.
+    let err = run(
+        cfg(json!({"bootstrap_servers": format!("127.0.0.1:{port}"), "connect_timeout": 1})),
+        &ctx,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Transient, "{err}");
+    assert!(err.to_string().contains("KAFKA_BOOTSTRAP_SERVERS"), "{err}");
+    let err = run(
+        cfg(json!({"properties": {"auto.offset.reset": "sideways"}})),
+        &ctx,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.reason(), Reason::BadConfig, "{err}");
+}
