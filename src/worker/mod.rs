@@ -78,6 +78,16 @@ impl Worker {
         let slots = Arc::new(Semaphore::new(this.settings.worker_slots));
         let tracker = TaskTracker::new();
         this.register().await?;
+        // Commands and scratch directories a dead worker on this machine left behind.
+        let reaped =
+            tokio::task::spawn_blocking(crate::operators::bash::process::reap_orphans).await?;
+        if reaped.run_dirs > 0 {
+            info!(
+                run_dirs = reaped.run_dirs,
+                processes = reaped.processes,
+                "cleaned up after a worker that died on this machine"
+            );
+        }
         info!(worker = %this.id, slots = this.settings.worker_slots, "worker started");
 
         let listen_stop = CancellationToken::new();

@@ -265,3 +265,76 @@ async fn sink_worker_killed_mid_batch_then_retried_writes_every_record_exactly_o
     assert!(s["sink_users"].1 >= 2, "the killed try was retried: {s:?}");
     crate::pipeline::assert_table_holds_exactly(&db.pool, &ids).await;
 }
+
+fn process_alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = &s[s.rfind(')')? + 2..];
+            rest.split_whitespace().next().map(|st| st != "Z")
+        })
+        .unwrap_or(false)
+}
+
+/// A SIGKILLed worker's command dies with it, grandchildren included, so a retry elsewhere
+/// never runs beside the old try; its scratch directory goes when the next worker starts.
+#[tokio::test]
+async fn a_killed_workers_commands_die_with_it() {
+    let db = fresh_db().await;
+    let marks = tempfile::tempdir().unwrap();
+    let pids = marks.path().join("pids");
+    let command = format!(
+        "sleep 300 & echo $! >> {p}; echo $$ >> {p}; echo $PWD > {p}.cwd; wait",
+        p = pids.display()
+    );
+    install(
+        &db.pool,
+        &[dag("doomed", vec![bash("long", &command, &[])])],
+    )
+    .await;
+    let folder = empty_folder();
+    let mut child = spawn_updraft(&db.url, &["worker"], folder.path());
+    trigger(&db.pool, "doomed", serde_json::json!({})).await;
+    let scheduler = Engine::start(&db.pool, fast_settings(folder.path()), 1, 0);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let started: Vec<i32> = loop {
+        let text = std::fs::read_to_string(&pids).unwrap_or_default();
+        let found: Vec<i32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        if found.len() == 2 {
+            break found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(started.iter().all(|p| process_alive(*p)));
+    sigkill(&mut child);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while started.iter().any(|p| process_alive(*p)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the killed worker's command and its child kept running: {started:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The scratch directory the command ran in is removed by the next worker on this machine.
+    let cwd = std::fs::read_to_string(pids.with_extension("cwd")).unwrap();
+    let cwd = std::path::PathBuf::from(cwd.trim());
+    assert!(cwd.exists());
+    let mut next = spawn_updraft(&db.url, &["worker"], folder.path());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while cwd.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dead worker's scratch directory was left behind: {}",
+            cwd.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sigkill(&mut next);
+    scheduler.stop().await;
+}

@@ -3,6 +3,7 @@
 //! code in `skip_on_exit_code`) skips the task; any other non-zero code fails the try.
 
 mod config;
+pub mod process;
 mod run;
 #[cfg(test)]
 mod tests;

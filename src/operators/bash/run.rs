@@ -1,19 +1,16 @@
 use std::process::Stdio;
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::Command;
-
-use super::Config;
+use super::{process, Config};
 use crate::core::LogStream;
 use crate::operators::{OperatorError, Outcome, Reason, TaskContext, TaskLog};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 /// A command that cannot be started is permanent (the same `cwd` or environment fails again);
 /// a command that ran and failed is an ordinary task failure, retried per policy as in Airflow.
 pub async fn run(config: Config, ctx: &TaskContext) -> Result<Outcome, OperatorError> {
-    let scratch = tempfile_dir()
+    let scratch = process::Scratch::new()
         .map_err(|e| OperatorError::internal("could not create a working directory", e))?;
-    let mut cmd = Command::new("bash");
-    cmd.arg("-c").arg(&config.bash_command);
+    let mut cmd = process::command(&config.bash_command);
     if let Some(env) = &config.env {
         if !config.append_env {
             cmd.env_clear();
@@ -33,12 +30,11 @@ pub async fn run(config: Config, ctx: &TaskContext) -> Result<Outcome, OperatorE
         Some(dir) => cmd.current_dir(dir),
         None => cmd.current_dir(scratch.path()),
     };
+    process::mark(&mut cmd)
+        .map_err(|e| OperatorError::internal("could not create a working directory", e))?;
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        // Own process group, so cancelling kills the command's children too.
-        .process_group(0);
+        .stderr(Stdio::piped());
 
     ctx.log
         .info(format!("Running command: {}", config.bash_command));
@@ -49,10 +45,9 @@ pub async fn run(config: Config, ctx: &TaskContext) -> Result<Outcome, OperatorE
         };
         OperatorError::new(Reason::CannotStart, format!("could not start bash: {e}")).hint(hint)
     })?;
-    let pid = child.id();
     // Kills the whole process group if this future is dropped before the command ends
     // (kill_on_drop alone reaches only bash, not what it started).
-    let mut guard = GroupGuard(pid);
+    let mut group = process::Group::new(child.id());
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
     let out_task = tokio::spawn(pump(stdout, ctx.log.clone(), LogStream::Stdout));
@@ -62,15 +57,13 @@ pub async fn run(config: Config, ctx: &TaskContext) -> Result<Outcome, OperatorE
         status = child.wait() => status
             .map_err(|e| OperatorError::internal("waiting for the command failed", e))?,
         _ = ctx.cancel.cancelled() => {
-            if let Some(pid) = pid {
-                kill_group(pid);
-            }
+            group.kill();
             let _ = child.wait().await;
-            guard.0 = None; // killed and reaped: never signal that group id again
+            group.ended(); // killed and reaped: never signal that group id again
             return Err(OperatorError::cancelled("the command"));
         }
     };
-    guard.0 = None; // the command ended by itself
+    group.ended(); // the command ended by itself
     let last_line = out_task.await.unwrap_or_default();
     let _ = err_task.await;
 
@@ -110,42 +103,4 @@ async fn pump(stream: impl AsyncRead + Unpin, log: TaskLog, which: LogStream) ->
         log.line(which, line);
     }
     last
-}
-
-struct GroupGuard(Option<u32>);
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0 {
-            kill_group(pid);
-        }
-    }
-}
-
-fn kill_group(pid: u32) {
-    // SAFETY: kill(2) with a negative pid signals the process group we created for the child.
-    unsafe {
-        libc::kill(-(pid as i32), libc::SIGKILL);
-    }
-}
-
-/// A private working directory removed when the try ends.
-fn tempfile_dir() -> std::io::Result<TempDir> {
-    let path = std::env::temp_dir().join(format!("updraft-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&path)?;
-    Ok(TempDir(path))
-}
-
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn path(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
