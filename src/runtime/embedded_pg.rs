@@ -50,6 +50,7 @@ pub async fn choose(database_url: Option<String>, home: &Path) -> anyhow::Result
 pub struct PrivateCluster {
     pub url: String,
     pub data_dir: PathBuf,
+    pub port: u16,
     bin_dir: PathBuf,
     run_as: Option<(u32, u32)>,
 }
@@ -77,6 +78,7 @@ impl PrivateCluster {
         let mut cluster = PrivateCluster {
             url: String::new(),
             data_dir: data_dir.to_path_buf(),
+            port: TcpListener::bind("127.0.0.1:0")?.local_addr()?.port(),
             bin_dir,
             run_as,
         };
@@ -95,32 +97,33 @@ impl PrivateCluster {
                 ],
             )?;
         }
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let opts = format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -k {}",
-            path_str(data_dir)?
-        );
-        let log = data_dir.join("postgres.log");
-        cluster.run(
-            "pg_ctl",
-            &[
-                "-D",
-                &path_str(data_dir)?,
-                "-l",
-                &path_str(&log)?,
-                "-o",
-                &opts,
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ],
-        )?;
+        cluster.start_server()?;
+        let port = cluster.port;
         let admin = format!("postgres://updraft@127.0.0.1:{port}/postgres");
         cluster.url =
             crate::db::admin::ensure_database(&admin, "updraft", Duration::from_secs(10)).await?;
         info!(port, data_dir = %data_dir.display(), "private Postgres cluster started");
         Ok(cluster)
+    }
+
+    /// Starts the server process on the cluster's port (again, after [`Self::stop_server`]).
+    pub fn start_server(&self) -> anyhow::Result<()> {
+        let dir = path_str(&self.data_dir)?;
+        let opts = format!("-p {} -c listen_addresses=127.0.0.1 -k {dir}", self.port);
+        let log = path_str(&self.data_dir.join("postgres.log"))?;
+        self.run(
+            "pg_ctl",
+            &[
+                "-D", &dir, "-l", &log, "-o", &opts, "-w", "-t", "60", "start",
+            ],
+        )
+    }
+
+    /// Stops the server process (fast shutdown: connections are cut), keeping the data; for
+    /// outage tests and the chaos command.
+    pub fn stop_server(&self) -> anyhow::Result<()> {
+        let dir = path_str(&self.data_dir)?;
+        self.run("pg_ctl", &["-D", &dir, "-m", "fast", "-w", "stop"])
     }
 
     fn run(&self, tool: &str, args: &[&str]) -> anyhow::Result<()> {

@@ -13,6 +13,7 @@ mod engine;
 mod folder;
 mod helpers;
 mod locks;
+mod outage;
 mod pipeline;
 mod pipeline_e2e;
 mod spec;
