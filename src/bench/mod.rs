@@ -3,6 +3,7 @@
 //! server (dropped and created anew), runs scheduler and worker in this process, and reads
 //! every timing from the database clock.
 
+pub mod chaos;
 pub mod pipeline;
 pub mod web;
 
@@ -122,7 +123,7 @@ pub async fn run(settings: &Settings, args: BenchArgs) -> anyhow::Result<()> {
 }
 
 /// The same server's `postgres` database, where the scratch database is created.
-fn admin_url(url: &str) -> anyhow::Result<String> {
+pub(crate) fn admin_url(url: &str) -> anyhow::Result<String> {
     let (base, _) = url
         .rsplit_once('/')
         .context("DATABASE_URL has no database part")?;

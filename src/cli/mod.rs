@@ -68,6 +68,8 @@ pub enum Command {
     Config(ConfigCommand),
     /// Measure hand-off latency, throughput and memory against a real Postgres.
     Bench(crate::bench::BenchArgs),
+    /// Break things on purpose (SIGKILL processes, stop Postgres, load) and report what held.
+    Chaos(crate::bench::chaos::ChaosArgs),
 }
 
 #[derive(Args, Debug)]
@@ -256,6 +258,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<i32> {
         Command::Tasks(cmd) => tasks::run(&settings, cmd).await,
         Command::Config(cmd) => config::run(&settings, cmd),
         Command::Bench(args) => crate::bench::run(&settings, args).await.map(|_| 0),
+        Command::Chaos(args) => crate::bench::chaos::run(&settings, args).await.map(|_| 0),
     }
 }
 

@@ -42,6 +42,42 @@ pub async fn append_in(
     Ok(())
 }
 
+/// Appends the lines of several tries in one statement: `(ti_id, try_number, lines)`.
+pub async fn append_many(pool: &PgPool, tries: &[(i64, i32, Vec<LogLine>)]) -> sqlx::Result<()> {
+    let n: usize = tries.iter().map(|t| t.2.len()).sum();
+    if n == 0 {
+        return Ok(());
+    }
+    let (mut ti, mut tr, mut at, mut stream, mut text) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for (ti_id, try_number, lines) in tries {
+        for l in lines {
+            ti.push(*ti_id);
+            tr.push(*try_number);
+            at.push(l.at);
+            stream.push(l.stream.as_str());
+            text.push(l.text.as_str());
+        }
+    }
+    sqlx::query(
+        "INSERT INTO task_logs (ti_id, try_number, at, stream, line)
+         SELECT * FROM UNNEST($1::bigint[], $2::int[], $3::timestamptz[], $4::text[], $5::text[])",
+    )
+    .bind(&ti)
+    .bind(&tr)
+    .bind(&at)
+    .bind(&stream)
+    .bind(&text)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct LogRow {
     pub id: i64,

@@ -40,6 +40,7 @@ pub mod admin;
 pub mod dags;
 pub mod listen;
 pub mod logs;
+pub mod reliability;
 pub mod runs;
 pub mod scheduling;
 pub mod tasks;

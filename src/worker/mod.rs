@@ -49,6 +49,8 @@ pub struct Worker {
     wake: Arc<Notify>,
     running: Arc<Mutex<HashMap<i64, Running>>>,
     finisher: mpsc::UnboundedSender<record::OutcomeJob>,
+    /// Stores every try's log lines, in one statement per flush for all tries.
+    logs: logs::LogWriter,
     finisher_rx: Mutex<Option<mpsc::UnboundedReceiver<record::OutcomeJob>>>,
 }
 
@@ -59,6 +61,7 @@ impl Worker {
         Worker {
             finisher,
             finisher_rx: Mutex::new(Some(finisher_rx)),
+            logs: logs::LogWriter::start(pool.clone()),
             pool,
             id: Uuid::new_v4(),
             hostname: crate::settings::hostname(),
@@ -158,6 +161,7 @@ impl Worker {
             tracker.wait().await;
         }
         listen_stop.cancel();
+        tokio::task::spawn_blocking(crate::operators::bash::process::remove_run_dir).await?;
         // Every try has been recorded or handed back: nothing is leased to this worker.
         if let Err(e) = tasks::unregister_worker(&this.pool, this.id).await {
             warn!(error = %e, "could not remove this worker's row; it is forgotten after a day");
@@ -265,7 +269,7 @@ impl Worker {
         let log = TaskLog::new(tx, self.secrets.clone());
         let (end_tx, end_rx) = oneshot::channel();
         let writer = tokio::spawn(logs::write_logs(
-            self.pool.clone(),
+            self.logs.clone(),
             c.ti_id,
             c.try_number,
             rx,

@@ -184,11 +184,16 @@ impl Worker {
     }
 }
 
-/// Records outcomes as they arrive, batching whatever is waiting into one transaction (one
-/// commit for a burst of short tasks). If a batch fails, its items are recorded one by one
-/// so that one bad item cannot hold the others back.
+/// Records outcomes as they arrive. Whatever is waiting is taken together and split by run:
+/// each run's outcomes share one transaction (one commit for a burst of short tasks), and
+/// different runs' transactions go side by side, so a transaction never holds more than one
+/// run's lock and never waits behind another run's. If a transaction fails, its items are
+/// recorded one by one so that one bad item cannot hold the others back.
 pub(super) async fn record_outcomes(pool: PgPool, mut rx: mpsc::UnboundedReceiver<OutcomeJob>) {
     const MAX_BATCH: usize = 64;
+    /// Transactions in flight at once (each holds a connection).
+    const IN_FLIGHT: usize = 4;
+    let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -197,23 +202,40 @@ pub(super) async fn record_outcomes(pool: PgPool, mut rx: mpsc::UnboundedReceive
                 Err(_) => break,
             }
         }
-        let (items, replies): (Vec<FinishItem>, Vec<_>) = batch.into_iter().unzip();
-        match tasks::finish_many(&pool, &items).await {
-            Ok(results) => {
-                for (reply, r) in replies.into_iter().zip(results) {
-                    let _ = reply.send(Ok(r));
-                }
+        let mut by_run: std::collections::BTreeMap<i64, Vec<OutcomeJob>> = Default::default();
+        for job in batch {
+            by_run.entry(job.0.run_pk).or_default().push(job);
+        }
+        for (_, jobs) in by_run {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                record_group(&pool, jobs).await;
+                drop(permit);
+            });
+        }
+    }
+}
+
+async fn record_group(pool: &PgPool, jobs: Vec<OutcomeJob>) {
+    let (items, replies): (Vec<FinishItem>, Vec<_>) = jobs.into_iter().unzip();
+    match tasks::finish_many(pool, &items).await {
+        Ok(results) => {
+            for (reply, r) in replies.into_iter().zip(results) {
+                let _ = reply.send(Ok(r));
             }
-            Err(e) if items.len() > 1 => {
-                warn!(error = %e, items = items.len(), "recording a batch of outcomes failed; recording them one by one");
-                for (item, reply) in items.into_iter().zip(replies) {
-                    let _ = reply.send(tasks::finish(&pool, item).await);
-                }
+        }
+        Err(e) if items.len() > 1 => {
+            warn!(error = %e, items = items.len(), "recording a batch of outcomes failed; recording them one by one");
+            for (item, reply) in items.into_iter().zip(replies) {
+                let _ = reply.send(tasks::finish(pool, item).await);
             }
-            Err(e) => {
-                for reply in replies {
-                    let _ = reply.send(Err(sqlx::Error::Protocol(e.to_string())));
-                }
+        }
+        Err(e) => {
+            for reply in replies {
+                let _ = reply.send(Err(sqlx::Error::Protocol(e.to_string())));
             }
         }
     }

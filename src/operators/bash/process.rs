@@ -148,6 +148,39 @@ fn kill_group(pgid: u32) {
     }
 }
 
+/// Removes this process's run directory when no command of it is running any more (a worker
+/// that stops cleanly leaves nothing behind). Keeps it, notes and all, otherwise.
+pub fn remove_run_dir() {
+    let Ok(dir) = run_dir() else {
+        return;
+    };
+    let running = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with("pgid-"));
+    if !running {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// Run directories on this machine whose worker process is gone (what a starting worker
+/// would clean up), among those of the given process ids.
+pub fn dead_run_dirs(of: &[u32]) -> usize {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_string();
+            let (pid, started) = name.strip_prefix(PREFIX)?.split_once('-')?;
+            let (pid, started) = (pid.parse::<u32>().ok()?, started.parse::<u64>().ok()?);
+            (of.contains(&pid) && start_time(pid) != Some(started)).then_some(())
+        })
+        .count()
+}
+
 /// What [`reap_orphans`] cleaned up.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Reaped {
