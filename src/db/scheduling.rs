@@ -214,6 +214,7 @@ pub async fn start_queued_runs(pool: &PgPool, specs: &SpecCache) -> anyhow::Resu
             let ids: Vec<&str> = dag.tasks.iter().map(|t| t.task_id.as_str()).collect();
             let max_tries: Vec<i32> = dag.tasks.iter().map(|t| t.retries as i32).collect();
             let totals: Vec<i32> = dag.tasks.iter().map(|t| t.upstream.len() as i32).collect();
+            let (pools, slots): (Vec<&str>, Vec<i32>) = dag.tasks.iter().map(|t| (t.pool_name(), t.pool_slots as i32)).unzip();
             let states: Vec<&str> = dag
                 .tasks
                 .iter()
@@ -228,9 +229,9 @@ pub async fn start_queued_runs(pool: &PgPool, specs: &SpecCache) -> anyhow::Resu
                 })
                 .collect();
             sqlx::query(
-                "INSERT INTO task_instances (run_pk, dag_id, task_id, max_tries, upstream_total, state, queued_at)
-                 SELECT $1, $2, t, m, u, s, CASE WHEN s = 'queued' THEN now() END
-                 FROM UNNEST($3::text[], $4::int[], $5::int[], $6::text[]) AS x(t, m, u, s)",
+                "INSERT INTO task_instances (run_pk, dag_id, task_id, max_tries, upstream_total, state, queued_at, pool, pool_slots)
+                 SELECT $1, $2, t, m, u, s, CASE WHEN s = 'queued' THEN now() END, p, ps
+                 FROM UNNEST($3::text[], $4::int[], $5::int[], $6::text[], $7::text[], $8::int[]) AS x(t, m, u, s, p, ps)",
             )
             .bind(run_pk)
             .bind(&dag_id)
@@ -238,6 +239,8 @@ pub async fn start_queued_runs(pool: &PgPool, specs: &SpecCache) -> anyhow::Resu
             .bind(&max_tries)
             .bind(&totals)
             .bind(&states)
+            .bind(&pools)
+            .bind(&slots)
             .execute(&mut *tx)
             .await?;
             let timeout = dag.dagrun_timeout.map(|d| d.pg_interval_micros());

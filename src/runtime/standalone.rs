@@ -122,9 +122,7 @@ pub fn pipeline_defaults(
         env.kafka_bootstrap_servers = Some(embedded.bootstrap_servers());
         kafka = Some(embedded);
     }
-    let has_target = env
-        .connections
-        .contains_key(crate::operators::sink::DEFAULT_CONN_ID)
+    let has_target = env.has_connection(crate::operators::sink::DEFAULT_CONN_ID)
         || env.cassandra_contact_points.is_some()
         || env.sink_postgres_url.is_some();
     if !has_target {

@@ -7,6 +7,7 @@ mod execute;
 mod logs;
 mod record;
 pub mod render;
+pub mod vars;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -40,7 +40,7 @@ pub async fn run(config: Config, ctx: &TaskContext) -> anyhow::Result<Outcome> {
     crate::operators::ensure_valid(config.validate())?;
     let mapping = Mapping::compile(&config.fields.0)
         .map_err(|e| anyhow::anyhow!("invalid `with.fields`: {e:?}"))?;
-    let url = config.effective_url(ctx.env.datasource_url.as_deref());
+    let url = config.resolve_url(&ctx.env)?;
     let client = reqwest::Client::builder()
         .timeout(config.timeout.std())
         .user_agent(concat!("updraft/", env!("CARGO_PKG_VERSION")))

@@ -48,15 +48,9 @@ async fn server() -> String {
 
 fn env(base: &str) -> OperatorEnv {
     let mut env = OperatorEnv::default();
-    env.connections.insert(
-        "http_default".into(),
-        Connection {
-            uri: format!("{base}/v1"),
-        },
-    );
+    env.set_env_connection("http_default", &format!("{base}/v1"));
     let with_auth = base.replacen("http://", "http://bob:s3cr%40t@", 1);
-    env.connections
-        .insert("api".into(), Connection { uri: with_auth });
+    env.set_env_connection("api", &with_auth);
     env
 }
 

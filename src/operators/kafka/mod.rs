@@ -17,9 +17,14 @@ pub use embedded::{create_embedded_topic, is_embedded, read_topic, EmbeddedKafka
 
 use crate::settings::OperatorEnv;
 
+/// The connection Kafka operators use when `kafka_conn_id` is not given, if it is defined
+/// (Airflow's Kafka provider's default id), so brokers can be changed from the UI.
+pub const DEFAULT_CONN_ID: &str = "kafka_default";
+
 /// Resolves the bootstrap servers for a Kafka operator. Precedence: the task's literal
-/// `bootstrap_servers`, else its `kafka_conn_id` connection (which must exist), else
-/// `KAFKA_BOOTSTRAP_SERVERS` (in standalone, the embedded broker).
+/// `bootstrap_servers`, else its `kafka_conn_id` connection (which must exist), else the
+/// `kafka_default` connection if defined, else `KAFKA_BOOTSTRAP_SERVERS` (in standalone, the
+/// embedded broker). Connections are read at each try, so a change applies at the next one.
 pub fn bootstrap_servers(
     literal: Option<&str>,
     conn_id: Option<&str>,
@@ -29,13 +34,10 @@ pub fn bootstrap_servers(
         return Ok(s.trim().to_string());
     }
     if let Some(id) = conn_id {
-        let conn = env.connections.get(&id.to_lowercase()).ok_or_else(|| {
-            anyhow::anyhow!(
-                "Kafka connection `{id}` is not defined; set AIRFLOW_CONN_{} to e.g. kafka://broker1:9092,broker2:9092",
-                id.to_uppercase()
-            )
-        })?;
-        return servers_from_uri(&conn.uri);
+        return servers_of(env.connection(id)?);
+    }
+    if env.has_connection(DEFAULT_CONN_ID) {
+        return servers_of(env.connection(DEFAULT_CONN_ID)?);
     }
     env.kafka_bootstrap_servers.clone().ok_or_else(|| {
         anyhow::anyhow!("no Kafka brokers configured: set KAFKA_BOOTSTRAP_SERVERS, or `bootstrap_servers` / `kafka_conn_id` on the task")
@@ -57,20 +59,20 @@ pub fn set_defaults(
     }
 }
 
-pub fn servers_from_uri(uri: &str) -> anyhow::Result<String> {
-    let rest = uri.split_once("://").map(|(_, r)| r).unwrap_or(uri);
-    let rest = rest.rsplit_once('@').map(|(_, r)| r).unwrap_or(rest);
-    let hosts = rest.split(['/', '?']).next().unwrap_or_default().trim();
-    if hosts.is_empty() {
-        anyhow::bail!("the Kafka connection URI names no broker");
+/// The brokers of a Kafka connection: its extra's `bootstrap.servers` (as Airflow's Kafka
+/// provider keeps them), else its host (a list `h1:9092,h2:9092`, or one host with `port`).
+/// User info and schema are not used: SASL settings belong in the operator's `properties`.
+pub fn servers_of(conn: &crate::settings::Connection) -> anyhow::Result<String> {
+    let from_extra = conn.extra_dejson().get("bootstrap.servers").and_then(|v| v.as_str().map(str::to_string));
+    match from_extra.or_else(|| conn.host_port()) {
+        Some(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+        _ => anyhow::bail!("the Kafka connection `{}` names no broker: set its host (`broker:9092` or `b1:9092,b2:9092`) or `bootstrap.servers` in its extra", conn.conn_id),
     }
-    Ok(hosts.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::Connection;
 
     #[test]
     fn broker_precedence() {
@@ -78,12 +80,7 @@ mod tests {
             kafka_bootstrap_servers: Some("env:9092".into()),
             ..Default::default()
         };
-        env.connections.insert(
-            "kafka_main".into(),
-            Connection {
-                uri: "kafka://u:pw@k1:9092,k2:9092/x".into(),
-            },
-        );
+        env.set_env_connection("kafka_main", "kafka://u:pw@k1:9092,k2:9092/x");
         assert_eq!(
             bootstrap_servers(Some("lit:1"), Some("kafka_main"), &env).unwrap(),
             "lit:1"
@@ -93,6 +90,8 @@ mod tests {
             "k1:9092,k2:9092"
         );
         assert_eq!(bootstrap_servers(None, None, &env).unwrap(), "env:9092");
+        env.set_env_connection("kafka_default", r#"{"conn_type": "kafka", "extra": {"bootstrap.servers": "d1:9092"}}"#);
+        assert_eq!(bootstrap_servers(None, None, &env).unwrap(), "d1:9092");
         let err = bootstrap_servers(None, Some("nope"), &env)
             .unwrap_err()
             .to_string();
