@@ -384,7 +384,10 @@ impl Connection {
             authority.push('@');
             uri.push_str(&authority);
         }
-        let mut host_block = host.filter(|h| !h.is_empty()).map(quote).unwrap_or_default();
+        let mut host_block = host
+            .filter(|h| !h.is_empty())
+            .map(quote)
+            .unwrap_or_default();
         if let Some(port) = self.port.filter(|p| *p != 0) {
             if host_block.is_empty() && authority.is_empty() {
                 host_block.push_str(&format!("@:{port}"));
@@ -657,7 +660,13 @@ mod tests {
 
     #[test]
     fn sensitive_names_follow_airflow() {
-        for n in ["password", "API_KEY", "my-secret-thing", "github token", "Authorization"] {
+        for n in [
+            "password",
+            "API_KEY",
+            "my-secret-thing",
+            "github token",
+            "Authorization",
+        ] {
             assert!(is_sensitive_name(n), "{n}");
         }
         for n in ["region", "kafka_address", "host"] {

@@ -204,7 +204,9 @@ mod tests {
         let rotated = both.rotate(&token.text, true, "x").unwrap();
         let new_only = Vault::from_setting(Some(&b)).unwrap();
         assert_eq!(new_only.open(&rotated.text, true, "x").unwrap(), "s3cret");
-        let err = new_only.open(&token.text, true, "the password").unwrap_err();
+        let err = new_only
+            .open(&token.text, true, "the password")
+            .unwrap_err();
         assert!(matches!(err, VaultError::WrongKey { count: 1, .. }));
         assert!(err.to_string().contains("the password"), "{err}");
     }
@@ -234,7 +236,10 @@ mod tests {
         let newest_only = f["fernet_key"].as_str().unwrap().split(',').next().unwrap();
         let newest = Vault::from_setting(Some(newest_only)).unwrap();
         let last = &f["from_airflow"].as_array().unwrap().last().unwrap()["token"];
-        assert!(newest.open(last.as_str().unwrap(), true, "x").is_err(), "made with the old key");
+        assert!(
+            newest.open(last.as_str().unwrap(), true, "x").is_err(),
+            "made with the old key"
+        );
     }
 
     /// Rewrites `from_updraft` in the fixture (then rerun the Python script to verify it).
@@ -249,7 +254,11 @@ mod tests {
             .iter()
             .map(|p| serde_json::json!({"plain": p, "token": vault.seal(p, true, "x").unwrap().text}))
             .collect();
-        std::fs::write(fixture_path(), serde_json::to_string_pretty(&f).unwrap() + "\n").unwrap();
+        std::fs::write(
+            fixture_path(),
+            serde_json::to_string_pretty(&f).unwrap() + "\n",
+        )
+        .unwrap();
     }
 
     #[test]

@@ -61,8 +61,10 @@ mod tests {
             vec![Task::new(TaskId::parse("t").unwrap(), OperatorName::Empty)],
         );
         let mut bag = DagBag::default();
-        bag.dags.insert(dag.dag_id.clone(), LoadedDag::new(dag, "a.yaml", ""));
-        bag.dags.insert(other.dag_id.clone(), LoadedDag::new(other, "b.yaml", ""));
+        bag.dags
+            .insert(dag.dag_id.clone(), LoadedDag::new(dag, "a.yaml", ""));
+        bag.dags
+            .insert(other.dag_id.clone(), LoadedDag::new(other, "b.yaml", ""));
         let mut with_pool = bag.clone();
         with_pool.check_pools(&["default_pool".into(), "etl".into()]);
         assert_eq!(with_pool.dags.len(), 2);

@@ -29,12 +29,10 @@ pub async fn snapshot(pool: &PgPool, vault: &Vault) -> sqlx::Result<Stored> {
     let generation: i64 = sqlx::query_scalar("SELECT generation FROM config_generation")
         .fetch_one(pool)
         .await?;
-    let conn_rows: Vec<connections::Row> = sqlx::query_as(&format!(
-        "SELECT {} FROM connections",
-        connections::COLUMNS
-    ))
-    .fetch_all(pool)
-    .await?;
+    let conn_rows: Vec<connections::Row> =
+        sqlx::query_as(&format!("SELECT {} FROM connections", connections::COLUMNS))
+            .fetch_all(pool)
+            .await?;
     let var_rows: Vec<variables::Row> =
         sqlx::query_as("SELECT key, val, description, is_encrypted FROM variables")
             .fetch_all(pool)
@@ -47,7 +45,10 @@ pub async fn snapshot(pool: &PgPool, vault: &Vault) -> sqlx::Result<Stored> {
     let mut vars = BTreeMap::new();
     for r in var_rows {
         let key = r.key.clone();
-        vars.insert(key, r.open(vault).map(|v| v.value).map_err(|e| e.to_string()));
+        vars.insert(
+            key,
+            r.open(vault).map(|v| v.value).map_err(|e| e.to_string()),
+        );
     }
     Ok(Stored {
         generation,
@@ -86,7 +87,13 @@ pub async fn rotate(pool: &PgPool, vault: &Vault) -> Result<Rotated, super::list
             .map(|p| vault.rotate(&p, enc, &format!("the password of connection `{conn_id}`")))
             .transpose()?;
         let extra = extra
-            .map(|e| vault.rotate(&e, extra_enc, &format!("the extra of connection `{conn_id}`")))
+            .map(|e| {
+                vault.rotate(
+                    &e,
+                    extra_enc,
+                    &format!("the extra of connection `{conn_id}`"),
+                )
+            })
             .transpose()?;
         sqlx::query(
             "UPDATE connections SET password = $2, extra = $3,

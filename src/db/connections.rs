@@ -94,12 +94,11 @@ pub async fn list(
     vault: &Vault,
     q: &ListQuery,
 ) -> Result<(Vec<StoredConnection>, i64), StoreError> {
-    let total: i64 =
-        sqlx::query_scalar(&format!("SELECT count(*) FROM connections WHERE {WHERE}"))
-            .bind(&q.patterns)
-            .bind(&q.prefix)
-            .fetch_one(pool)
-            .await?;
+    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM connections WHERE {WHERE}"))
+        .bind(&q.patterns)
+        .bind(&q.prefix)
+        .fetch_one(pool)
+        .await?;
     let rows: Vec<Row> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM connections WHERE {WHERE} {} LIMIT $3 OFFSET $4",
         q.order_sql("id", "id")
@@ -119,10 +118,11 @@ pub async fn list(
 
 /// Every connection, by id (export).
 pub async fn all(pool: &PgPool, vault: &Vault) -> Result<Vec<StoredConnection>, StoreError> {
-    let rows: Vec<Row> =
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM connections ORDER BY conn_id"))
-            .fetch_all(pool)
-            .await?;
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM connections ORDER BY conn_id"
+    ))
+    .fetch_all(pool)
+    .await?;
     rows.into_iter().map(|r| r.open(vault)).collect()
 }
 
@@ -131,11 +131,12 @@ pub async fn get(
     vault: &Vault,
     conn_id: &str,
 ) -> Result<Option<StoredConnection>, StoreError> {
-    let row: Option<Row> =
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM connections WHERE conn_id = $1"))
-            .bind(conn_id)
-            .fetch_optional(pool)
-            .await?;
+    let row: Option<Row> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM connections WHERE conn_id = $1"
+    ))
+    .bind(conn_id)
+    .fetch_optional(pool)
+    .await?;
     row.map(|r| r.open(vault)).transpose()
 }
 
@@ -160,7 +161,13 @@ pub async fn put(
     let password = conn
         .password
         .as_deref()
-        .map(|p| vault.seal(p, !p.is_empty(), &format!("the password of connection `{id}`")))
+        .map(|p| {
+            vault.seal(
+                p,
+                !p.is_empty(),
+                &format!("the password of connection `{id}`"),
+            )
+        })
         .transpose()?;
     let extra = conn
         .extra
@@ -169,7 +176,11 @@ pub async fn put(
         .map(|e| {
             let mut found = Vec::new();
             sensitive_values(&serde_json::from_str(e).unwrap_or_default(), &mut found);
-            vault.seal(e, !found.is_empty(), &format!("the extra of connection `{id}` (it has sensitive keys)"))
+            vault.seal(
+                e,
+                !found.is_empty(),
+                &format!("the extra of connection `{id}` (it has sensitive keys)"),
+            )
         })
         .transpose()?;
     let conflict = match on_conflict {
@@ -214,7 +225,10 @@ pub async fn delete(pool: &PgPool, conn_id: &str) -> sqlx::Result<bool> {
 }
 
 /// The stored columns of a connection as they are on disk (tests check nothing is plain).
-pub async fn raw(pool: &PgPool, conn_id: &str) -> sqlx::Result<Option<(Option<String>, Option<String>)>> {
+pub async fn raw(
+    pool: &PgPool,
+    conn_id: &str,
+) -> sqlx::Result<Option<(Option<String>, Option<String>)>> {
     sqlx::query_as("SELECT password, extra FROM connections WHERE conn_id = $1")
         .bind(conn_id)
         .fetch_optional(pool)

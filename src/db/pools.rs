@@ -14,7 +14,8 @@ pub const DEFAULT_POOL: &str = "default_pool";
 
 /// `order_by` names the pools list accepts (Airflow: `id`, `pool`, `name`); pools are keyed
 /// by name, so all three order by it.
-pub const ORDER_FIELDS: &[(&str, &str)] = &[("id", "p.pool"), ("pool", "p.pool"), ("name", "p.pool")];
+pub const ORDER_FIELDS: &[(&str, &str)] =
+    &[("id", "p.pool"), ("pool", "p.pool"), ("name", "p.pool")];
 
 /// A pool with its slot usage.
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
@@ -61,7 +62,11 @@ pub fn check_slots(slots: i64) -> Result<i32, StoreError> {
     i32::try_from(slots)
         .ok()
         .filter(|s| *s >= -1)
-        .ok_or_else(|| StoreError::Invalid(format!("`slots` must be -1 (unlimited) or a whole number ≥ 0, got {slots}")))
+        .ok_or_else(|| {
+            StoreError::Invalid(format!(
+                "`slots` must be -1 (unlimited) or a whole number ≥ 0, got {slots}"
+            ))
+        })
 }
 
 const SELECT: &str = "SELECT p.pool, p.slots, p.description, p.include_deferred,

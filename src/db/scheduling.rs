@@ -214,7 +214,11 @@ pub async fn start_queued_runs(pool: &PgPool, specs: &SpecCache) -> anyhow::Resu
             let ids: Vec<&str> = dag.tasks.iter().map(|t| t.task_id.as_str()).collect();
             let max_tries: Vec<i32> = dag.tasks.iter().map(|t| t.retries as i32).collect();
             let totals: Vec<i32> = dag.tasks.iter().map(|t| t.upstream.len() as i32).collect();
-            let (pools, slots): (Vec<&str>, Vec<i32>) = dag.tasks.iter().map(|t| (t.pool_name(), t.pool_slots as i32)).unzip();
+            let (pools, slots): (Vec<&str>, Vec<i32>) = dag
+                .tasks
+                .iter()
+                .map(|t| (t.pool_name(), t.pool_slots as i32))
+                .unzip();
             let states: Vec<&str> = dag
                 .tasks
                 .iter()

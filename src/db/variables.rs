@@ -102,10 +102,11 @@ pub async fn all(pool: &PgPool, vault: &Vault) -> Result<Vec<Variable>, StoreErr
 }
 
 pub async fn get(pool: &PgPool, vault: &Vault, key: &str) -> Result<Option<Variable>, StoreError> {
-    let row: Option<Row> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM variables WHERE key = $1"))
-        .bind(key)
-        .fetch_optional(pool)
-        .await?;
+    let row: Option<Row> =
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM variables WHERE key = $1"))
+            .bind(key)
+            .fetch_optional(pool)
+            .await?;
     row.map(|r| r.open(vault)).transpose()
 }
 
@@ -129,7 +130,11 @@ pub async fn put(
     on_conflict: OnConflict,
 ) -> Result<bool, StoreError> {
     check_key(key)?;
-    let sealed = vault.seal(value, is_sensitive_name(key), &format!("the value of variable `{key}`"))?;
+    let sealed = vault.seal(
+        value,
+        is_sensitive_name(key),
+        &format!("the value of variable `{key}`"),
+    )?;
     let sql = match on_conflict {
         OnConflict::Overwrite => {
             "INSERT INTO variables (key, val, description, is_encrypted) VALUES ($1, $2, $3, $4)
@@ -162,7 +167,13 @@ pub async fn update(
     description: Option<Option<&str>>,
 ) -> Result<bool, StoreError> {
     let sealed = value
-        .map(|v| vault.seal(v, is_sensitive_name(key), &format!("the value of variable `{key}`")))
+        .map(|v| {
+            vault.seal(
+                v,
+                is_sensitive_name(key),
+                &format!("the value of variable `{key}`"),
+            )
+        })
         .transpose()?;
     let done = sqlx::query(
         "UPDATE variables SET val = COALESCE($2, val), is_encrypted = COALESCE($3, is_encrypted),

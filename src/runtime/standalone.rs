@@ -50,6 +50,7 @@ pub async fn run(config: &Settings) -> anyhow::Result<()> {
     let pool = crate::db::connect(&url, 20).await?;
     crate::db::migrate(&pool).await?;
     write_private(&config.database_url_file(), &url)?;
+    ensure_fernet_key(config)?;
 
     let mut settings = config.engine();
     // The pipeline's defaults: an embedded Kafka and this database as the sink, when unset.
@@ -101,6 +102,24 @@ pub async fn run(config: &Settings) -> anyhow::Result<()> {
     drop(embedded_kafka);
     drop(choice); // stops a private cluster
     result
+}
+
+/// Without a configured Fernet key, standalone generates one into `$UPDRAFT_HOME/fernet_key`
+/// (mode 0600) once and says so; later starts, and other commands on this machine, read it.
+/// Other roles never generate a key: without one they refuse to store secrets.
+pub fn ensure_fernet_key(config: &Settings) -> anyhow::Result<()> {
+    if config.fernet_key_or_standalone().is_some() {
+        return Ok(());
+    }
+    let file = config.fernet_key_file();
+    write_private(&file, &crate::core::fernet::FernetKeys::generate_key())
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    warn!(
+        file = %file.display(),
+        "no Fernet key configured (UPDRAFT_FERNET_KEY): generated one to encrypt connection passwords and variables; \
+         set UPDRAFT_FERNET_KEY to its content for other machines sharing this database, and keep a copy: without it they cannot be read"
+    );
+    Ok(())
 }
 
 /// What `updraft standalone` does for the pipeline when nothing is configured: without

@@ -212,7 +212,9 @@ pub(super) fn load(sources: Sources) -> Result<Settings, SettingsError> {
 
     let mut env_layer = Layer::new(ENV, None);
     for k in KEYS {
-        let Some(text) = env_value(env, k.env).or_else(|| k.env_alias.and_then(|a| env_value(env, a))) else {
+        let Some(text) =
+            env_value(env, k.env).or_else(|| k.env_alias.and_then(|a| env_value(env, a)))
+        else {
             continue;
         };
         let value = match k.kind {
@@ -276,7 +278,11 @@ pub(super) fn load(sources: Sources) -> Result<Settings, SettingsError> {
     if let Some(text) = &settings.core.fernet_key {
         if let Err(e) = crate::core::fernet::Vault::from_setting(Some(text)) {
             return Err(SettingsError::Invalid {
-                origin: settings.origins.get("core.fernet_key").map(|o| o.to_string()).unwrap_or_default(),
+                origin: settings
+                    .origins
+                    .get("core.fernet_key")
+                    .map(|o| o.to_string())
+                    .unwrap_or_default(),
                 key: "core.fernet_key".into(),
                 message: e.to_string(),
             });
@@ -290,9 +296,7 @@ pub(super) fn load(sources: Sources) -> Result<Settings, SettingsError> {
         {
             let parsed = Connection::from_env_value(&name.to_lowercase(), value)
                 .map_err(|e| format!("environment variable {key}: {e}"));
-            settings
-                .env_connections
-                .insert(name.to_lowercase(), parsed);
+            settings.env_connections.insert(name.to_lowercase(), parsed);
         } else if let Some(name) = key
             .strip_prefix("AIRFLOW_VAR_")
             .or_else(|| key.strip_prefix("UPDRAFT_VAR_"))
@@ -567,7 +571,10 @@ mod tests {
         .unwrap();
         let op = s.operator_env();
         assert_eq!(op.kafka_bootstrap_servers.as_deref(), Some("k:9092"));
-        assert_eq!(op.connection("SINK_PG").unwrap().get_uri(), "postgres://u:p@h/db");
+        assert_eq!(
+            op.connection("SINK_PG").unwrap().get_uri(),
+            "postgres://u:p@h/db"
+        );
         assert_eq!(op.variable("region").unwrap(), "eu");
         assert_eq!(op.datasource_url, None, "an empty variable is unset");
         let s = Settings::load(Sources {
@@ -577,7 +584,10 @@ mod tests {
         .map(|_| ())
         .unwrap_err()
         .to_string();
-        assert!(s.contains("AIRFLOW__CORE__FERNET_KEY") && s.contains("core.fernet_key"), "{s}");
+        assert!(
+            s.contains("AIRFLOW__CORE__FERNET_KEY") && s.contains("core.fernet_key"),
+            "{s}"
+        );
         assert_eq!(op.secrets().iter().collect::<Vec<_>>(), vec!["p"]);
     }
 

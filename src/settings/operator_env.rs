@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::core::connection::{is_sensitive_name, sensitive_values};
 pub use crate::core::connection::Connection;
+use crate::core::connection::{is_sensitive_name, sensitive_values};
 use crate::core::log::{password_of, Secrets};
 
 /// A value from the database, or why it cannot be read (e.g. encrypted with another key).
@@ -119,20 +119,19 @@ impl OperatorEnv {
         {
             out.extend(password_of(uri));
         }
-        let conns = self.env_connections.values().chain(self.stored.connections.values());
+        let conns = self
+            .env_connections
+            .values()
+            .chain(self.stored.connections.values());
         for c in conns.flatten() {
             out.extend(c.secrets());
         }
-        let vars = self
-            .env_variables
-            .iter()
-            .map(|(k, v)| (k, v))
-            .chain(
-                self.stored
-                    .variables
-                    .iter()
-                    .filter_map(|(k, v)| v.as_ref().ok().map(|v| (k, v))),
-            );
+        let vars = self.env_variables.iter().map(|(k, v)| (k, v)).chain(
+            self.stored
+                .variables
+                .iter()
+                .filter_map(|(k, v)| v.as_ref().ok().map(|v| (k, v))),
+        );
         for (key, value) in vars {
             if is_sensitive_name(key) {
                 out.push(value.clone());
@@ -161,27 +160,46 @@ mod tests {
                 ..Default::default()
             })
         };
-        stored.connections.insert("api".into(), db("api", "from-db"));
-        stored.connections.insert("Only_DB".into(), db("Only_DB", "db2"));
+        stored
+            .connections
+            .insert("api".into(), db("api", "from-db"));
+        stored
+            .connections
+            .insert("Only_DB".into(), db("Only_DB", "db2"));
         stored.variables.insert("region".into(), Ok("db".into()));
         stored.variables.insert("api_key".into(), Ok("k-db".into()));
-        stored.variables.insert("broken".into(), Err("wrong key".into()));
+        stored
+            .variables
+            .insert("broken".into(), Err("wrong key".into()));
         let mut env = OperatorEnv {
             stored: Arc::new(stored),
             ..Default::default()
         };
         env.set_env_connection("API", "http://env-user:env-pw@from-env");
         env.env_variables.insert("region".into(), "env".into());
-        assert_eq!(env.connection("api").unwrap().host.as_deref(), Some("from-env"));
-        assert_eq!(env.connection("Only_DB").unwrap().host.as_deref(), Some("db2"));
+        assert_eq!(
+            env.connection("api").unwrap().host.as_deref(),
+            Some("from-env")
+        );
+        assert_eq!(
+            env.connection("Only_DB").unwrap().host.as_deref(),
+            Some("db2")
+        );
         assert!(matches!(
             env.connection("only_db"),
             Err(LookupError::MissingConnection { .. })
         ));
         assert_eq!(env.variable("REGION").unwrap(), "env");
         let err = env.variable("nope").unwrap_err().to_string();
-        assert!(err.contains("`nope`") && err.contains("AIRFLOW_VAR_NOPE"), "{err}");
-        assert!(env.variable("broken").unwrap_err().to_string().contains("wrong key"));
+        assert!(
+            err.contains("`nope`") && err.contains("AIRFLOW_VAR_NOPE"),
+            "{err}"
+        );
+        assert!(env
+            .variable("broken")
+            .unwrap_err()
+            .to_string()
+            .contains("wrong key"));
         let secrets: Vec<&str> = env.secrets().iter().collect();
         assert_eq!(secrets, vec!["env-pw", "db-pw", "k-db"]);
     }

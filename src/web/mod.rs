@@ -47,6 +47,10 @@ pub struct WebSettings {
     pub session_ttl: Duration,
     /// How long an API token from `/auth/token` lasts (Airflow's default: 24 h).
     pub token_ttl: Duration,
+    /// Seals and opens stored secrets (connections, variables).
+    pub vault: crate::core::fernet::Vault,
+    /// Whether `POST /api/v2/connections/test` may run (Airflow's `[core] test_connection`).
+    pub test_connection: bool,
 }
 
 impl WebSettings {
@@ -73,6 +77,8 @@ impl WebSettings {
             secure_cookies: w.secure_cookies,
             session_ttl: w.session_ttl.std(),
             token_ttl: w.token_ttl.std(),
+            vault: settings.vault().unwrap_or_default(),
+            test_connection: settings.core.test_connection,
         }
     }
 }

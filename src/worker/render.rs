@@ -94,10 +94,11 @@ pub fn render(source: &str, jinja: &Value) -> anyhow::Result<String> {
     let mut env = Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     super::vars::reset(jinja);
-    env.render_str(source, jinja).map_err(|e| match super::vars::lookup_error(jinja) {
-        Some(missing) => anyhow::anyhow!("template `{source}` failed to render: {missing}"),
-        None => anyhow::anyhow!("template `{source}` failed to render: {e}"),
-    })
+    env.render_str(source, jinja)
+        .map_err(|e| match super::vars::lookup_error(jinja) {
+            Some(missing) => anyhow::anyhow!("template `{source}` failed to render: {missing}"),
+            None => anyhow::anyhow!("template `{source}` failed to render: {e}"),
+        })
 }
 
 #[cfg(test)]

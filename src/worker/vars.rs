@@ -224,18 +224,25 @@ mod tests {
         let mut jinja = minijinja::Environment::new();
         jinja.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
         reset(&ctx);
-        jinja
-            .render_str(src, &ctx)
-            .map_err(|e| lookup_error(&ctx).map(|l| l.to_string()).unwrap_or(e.to_string()))
+        jinja.render_str(src, &ctx).map_err(|e| {
+            lookup_error(&ctx)
+                .map(|l| l.to_string())
+                .unwrap_or(e.to_string())
+        })
     }
 
     fn env() -> OperatorEnv {
         let mut stored = Stored::default();
-        stored.variables.insert("cfg".into(), Ok(r#"{"a": {"b": 7}}"#.into()));
+        stored
+            .variables
+            .insert("cfg".into(), Ok(r#"{"a": {"b": 7}}"#.into()));
         stored.variables.insert("region".into(), Ok("db-eu".into()));
         stored.connections.insert(
             "pg".into(),
-            Ok(Connection::from_uri("pg", "postgres://u:p%40ss@db:5432/app?sslmode=require").unwrap()),
+            Ok(
+                Connection::from_uri("pg", "postgres://u:p%40ss@db:5432/app?sslmode=require")
+                    .unwrap(),
+            ),
         );
         let mut env = OperatorEnv {
             stored: Arc::new(stored),

@@ -28,7 +28,11 @@ pub fn base_url(conn: &crate::settings::Connection) -> String {
         format!("{scheme}://{host}")
     };
     if let Some(login) = conn.login.as_deref().filter(|l| !l.is_empty()) {
-        let password = conn.password.as_deref().map(|p| format!(":{}", quote(p))).unwrap_or_default();
+        let password = conn
+            .password
+            .as_deref()
+            .map(|p| format!(":{}", quote(p)))
+            .unwrap_or_default();
         url = url.replacen("://", &format!("://{}{password}@", quote(login)), 1);
     }
     if let Some(port) = conn.port {

@@ -63,7 +63,10 @@ pub fn set_defaults(
 /// provider keeps them), else its host (a list `h1:9092,h2:9092`, or one host with `port`).
 /// User info and schema are not used: SASL settings belong in the operator's `properties`.
 pub fn servers_of(conn: &crate::settings::Connection) -> anyhow::Result<String> {
-    let from_extra = conn.extra_dejson().get("bootstrap.servers").and_then(|v| v.as_str().map(str::to_string));
+    let from_extra = conn
+        .extra_dejson()
+        .get("bootstrap.servers")
+        .and_then(|v| v.as_str().map(str::to_string));
     match from_extra.or_else(|| conn.host_port()) {
         Some(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
         _ => anyhow::bail!("the Kafka connection `{}` names no broker: set its host (`broker:9092` or `b1:9092,b2:9092`) or `bootstrap.servers` in its extra", conn.conn_id),
@@ -90,7 +93,10 @@ mod tests {
             "k1:9092,k2:9092"
         );
         assert_eq!(bootstrap_servers(None, None, &env).unwrap(), "env:9092");
-        env.set_env_connection("kafka_default", r#"{"conn_type": "kafka", "extra": {"bootstrap.servers": "d1:9092"}}"#);
+        env.set_env_connection(
+            "kafka_default",
+            r#"{"conn_type": "kafka", "extra": {"bootstrap.servers": "d1:9092"}}"#,
+        );
         assert_eq!(bootstrap_servers(None, None, &env).unwrap(), "d1:9092");
         let err = bootstrap_servers(None, Some("nope"), &env)
             .unwrap_err()
