@@ -7,10 +7,11 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Subcommand;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::table::{self, Output};
 use crate::cli::pool_for;
+use crate::core::transfer::{export_json, parse_import};
 use crate::db::variables::{self as db, OnConflict};
 use crate::settings::Settings;
 
@@ -64,60 +65,6 @@ pub enum OnExisting {
     Overwrite,
     Fail,
     Skip,
-}
-
-/// The export document of `vars`, as Airflow writes it (keys sorted, 4-space indent).
-pub fn export_json(vars: &[db::Variable]) -> String {
-    let mut out = Map::new();
-    for v in vars {
-        let parsed = serde_json::from_str::<Value>(&v.value)
-            .ok()
-            .filter(|p| !p.is_string())
-            .unwrap_or_else(|| Value::String(v.value.clone()));
-        let entry = match &v.description {
-            Some(d) if !d.is_empty() => serde_json::json!({"value": parsed, "description": d}),
-            _ if parsed.as_object().is_some_and(|o| o.contains_key("value")) => {
-                serde_json::json!({"value": parsed, "description": null})
-            }
-            _ => parsed,
-        };
-        out.insert(v.key.clone(), entry);
-    }
-    let mut sorted: Vec<(String, Value)> = out.into_iter().collect();
-    sorted.sort_by(|a, b| a.0.cmp(&b.0));
-    let obj: Map<String, Value> = sorted.into_iter().collect();
-    let mut buf = Vec::new();
-    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
-    serde::Serialize::serialize(&Value::Object(obj), &mut ser).unwrap_or_default();
-    String::from_utf8(buf).unwrap_or_default() + "\n"
-}
-
-/// `(key, value text, description)` of each entry of an import document.
-pub fn parse_import(text: &str) -> anyhow::Result<Vec<(String, String, Option<String>)>> {
-    let doc: Value = serde_json::from_str(text).context("the variables file is not valid JSON")?;
-    let Value::Object(map) = doc else {
-        anyhow::bail!("the variables file must be a JSON object of key → value");
-    };
-    Ok(map
-        .into_iter()
-        .map(|(k, v)| {
-            let (value, description) = match v {
-                Value::Object(mut o) if o.contains_key("value") => {
-                    let d = o
-                        .remove("description")
-                        .and_then(|d| d.as_str().map(String::from));
-                    (o.remove("value").unwrap_or(Value::Null), d)
-                }
-                other => (other, None),
-            };
-            let text = match value {
-                Value::String(s) => s,
-                other => serde_json::to_string_pretty(&other).unwrap_or_default(),
-            };
-            (k, text, description)
-        })
-        .collect())
 }
 
 pub async fn run(settings: &Settings, cmd: VariablesCommand) -> anyhow::Result<i32> {
@@ -247,50 +194,16 @@ pub async fn run(settings: &Settings, cmd: VariablesCommand) -> anyhow::Result<i
         }
         VariablesCommand::Export { file } => {
             let vars = db::all(&pool, &vault).await?;
-            table::write_output(&file, &export_json(&vars))?;
+            let count = vars.len();
+            let text = export_json(&vars.into_iter().map(Into::into).collect::<Vec<_>>());
+            table::write_output(&file, &text)?;
             if file.as_os_str() != "-" {
                 println!(
-                    "{} variables successfully exported to {}",
-                    vars.len(),
+                    "{count} variables successfully exported to {}",
                     file.display()
                 );
             }
         }
     }
     Ok(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn export_and_import_round_trip_in_airflows_format() {
-        let v = |k: &str, val: &str, d: Option<&str>| db::Variable {
-            key: k.into(),
-            value: val.into(),
-            description: d.map(String::from),
-            is_encrypted: true,
-        };
-        let vars = [
-            v("b", "plain text", None),
-            v("a", r#"{"x": [1, 2]}"#, Some("cfg")),
-            v("n", "42", None),
-        ];
-        let text = export_json(&vars);
-        assert!(text.starts_with("{\n    \"a\": {\n"), "{text}");
-        let doc: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(doc["a"]["value"]["x"][1], 2);
-        assert_eq!(doc["b"], "plain text");
-        assert_eq!(doc["n"], 42);
-        let back = parse_import(&text).unwrap();
-        assert_eq!(back[0].0, "a");
-        assert_eq!(back[0].2.as_deref(), Some("cfg"));
-        assert_eq!(
-            serde_json::from_str::<Value>(&back[0].1).unwrap()["x"][0],
-            1
-        );
-        assert_eq!(back[1].1, "plain text");
-        assert_eq!(back[2].1, "42");
-    }
 }

@@ -10,6 +10,7 @@
 //! - [`log`]: task log lines and secret masking.
 //! - [`connection`]: Airflow's connection model (URI and JSON forms) and sensitive names.
 //! - [`fernet`]: encryption of stored secrets, compatible with Airflow's `fernet_key`.
+//! - [`transfer`]: the variables import/export file format.
 
 pub mod connection;
 pub mod duration;
@@ -19,6 +20,7 @@ pub mod planner;
 pub mod retry;
 pub mod schedule;
 pub mod state;
+pub mod transfer;
 pub mod trigger;
 
 pub use duration::Duration;

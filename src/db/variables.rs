@@ -208,3 +208,13 @@ pub async fn existing(pool: &PgPool, keys: &[String]) -> sqlx::Result<Vec<String
         .fetch_all(pool)
         .await
 }
+
+impl From<Variable> for crate::core::transfer::StoredVariable {
+    fn from(v: Variable) -> Self {
+        crate::core::transfer::StoredVariable {
+            key: v.key,
+            value: v.value,
+            description: v.description,
+        }
+    }
+}

@@ -200,7 +200,8 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("wrong key"));
-        let secrets: Vec<&str> = env.secrets().iter().collect();
+        let secrets = env.secrets();
+        let secrets: Vec<&str> = secrets.iter().collect();
         assert_eq!(secrets, vec!["env-pw", "db-pw", "k-db"]);
     }
 }

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::*;
 use crate::operators::TaskContext;
-use crate::settings::{Connection, OperatorEnv};
+use crate::settings::OperatorEnv;
 
 /// An echo server: GET /v1/echo returns its query and auth header; POST /v1/form its form;
 /// GET /v1/fail answers 503.
