@@ -7,6 +7,7 @@ mod browser;
 mod browser_standalone;
 mod cli;
 mod compose;
+mod conns;
 mod crash;
 mod dag_files;
 mod engine;

@@ -40,11 +40,17 @@ pub struct Session {
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
+        TestApp::spawn_with(|_| {}).await
+    }
+
+    /// A server whose settings `configure` adjusts first (e.g. a Fernet key).
+    pub async fn spawn_with(configure: impl FnOnce(&mut WebSettings)) -> TestApp {
         let db = fresh_db().await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
-        let settings = WebSettings::new(addr, "/tmp/dags".into());
+        let mut settings = WebSettings::new(addr, "/tmp/dags".into());
+        configure(&mut settings);
         let state = AppState::new(db.pool.clone(), settings, shutdown.clone());
         let logins = state.logins.clone();
         // With the client's address, as `web::serve` does (the sign-in throttle uses it).
