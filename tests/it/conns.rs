@@ -51,28 +51,45 @@ async fn secrets_are_encrypted_at_rest_and_keys_rotate() {
     let v_old = vault(&old);
     let mut c = conn("pg", "postgres://app:Sup3rS3cret!@db:5432/app");
     c.extra = Some(r#"{"sslmode": "require", "api_token": "T0ken-XYZ"}"#.into());
-    assert!(conns::put(&db.pool, &v_old, &c, OnConflict::Keep).await.unwrap());
-    variables::put(&db.pool, &v_old, "api_key", "K3y-value", None, variables::OnConflict::Overwrite)
+    assert!(conns::put(&db.pool, &v_old, &c, OnConflict::Keep)
         .await
-        .unwrap();
+        .unwrap());
+    variables::put(
+        &db.pool,
+        &v_old,
+        "api_key",
+        "K3y-value",
+        None,
+        variables::OnConflict::Overwrite,
+    )
+    .await
+    .unwrap();
 
     // What is on disk holds none of it.
     let (pw, extra) = conns::raw(&db.pool, "pg").await.unwrap().unwrap();
     let (pw, extra) = (pw.unwrap(), extra.unwrap());
-    assert!(pw.starts_with("gAAAAA") && !pw.contains("Sup3rS3cret"), "{pw}");
-    assert!(!extra.contains("T0ken-XYZ") && !extra.contains("sslmode"), "{extra}");
-    let dump: String = sqlx::query_scalar(
-        "SELECT string_agg(t::text, ' ') FROM (SELECT * FROM connections) t",
-    )
-    .fetch_one(&db.pool)
-    .await
-    .unwrap();
+    assert!(
+        pw.starts_with("gAAAAA") && !pw.contains("Sup3rS3cret"),
+        "{pw}"
+    );
+    assert!(
+        !extra.contains("T0ken-XYZ") && !extra.contains("sslmode"),
+        "{extra}"
+    );
+    let dump: String =
+        sqlx::query_scalar("SELECT string_agg(t::text, ' ') FROM (SELECT * FROM connections) t")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
     let vars: String = sqlx::query_scalar("SELECT string_agg(v::text, ' ') FROM variables v")
         .fetch_one(&db.pool)
         .await
         .unwrap();
     for secret in ["Sup3rS3cret", "T0ken-XYZ", "K3y-value"] {
-        assert!(!dump.contains(secret) && !vars.contains(secret), "{secret} on disk");
+        assert!(
+            !dump.contains(secret) && !vars.contains(secret),
+            "{secret} on disk"
+        );
     }
     // Read back with the key.
     let got = conns::get(&db.pool, &v_old, "pg").await.unwrap().unwrap();
@@ -83,27 +100,46 @@ async fn secrets_are_encrypted_at_rest_and_keys_rotate() {
     let err = conns::get(&db.pool, &vault(&new), "pg").await.unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, StoreError::Vault(_)), "{text}");
-    assert!(text.contains("connection `pg`") && text.contains("UPDRAFT_FERNET_KEY"), "{text}");
+    assert!(
+        text.contains("connection `pg`") && text.contains("UPDRAFT_FERNET_KEY"),
+        "{text}"
+    );
     // No key at all refuses to store a secret, and says what to set.
-    let err = conns::put(&db.pool, &Vault::without_keys(), &conn("x", "http://u:pw@h"), OnConflict::Keep)
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = conns::put(
+        &db.pool,
+        &Vault::without_keys(),
+        &conn("x", "http://u:pw@h"),
+        OnConflict::Keep,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("UPDRAFT_FERNET_KEY"), "{err}");
 
     // Rotation: new key first, old second; everything is re-encrypted with the new one.
     let both = vault(&format!("{new},{old}"));
-    let done = updraft::db::config_store::rotate(&db.pool, &both).await.unwrap();
+    let done = updraft::db::config_store::rotate(&db.pool, &both)
+        .await
+        .unwrap();
     assert_eq!((done.connections, done.variables), (1, 1));
     let (pw2, _) = conns::raw(&db.pool, "pg").await.unwrap().unwrap();
     assert_ne!(pw2.unwrap(), pw, "re-encrypted");
     let new_only = vault(&new);
-    let got = conns::get(&db.pool, &new_only, "pg").await.unwrap().unwrap();
+    let got = conns::get(&db.pool, &new_only, "pg")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got.conn.password.as_deref(), Some("Sup3rS3cret!"));
     assert_eq!(got.conn.extra_dejson()["api_token"], "T0ken-XYZ");
-    let var = variables::get(&db.pool, &new_only, "api_key").await.unwrap().unwrap();
+    let var = variables::get(&db.pool, &new_only, "api_key")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(var.value, "K3y-value");
-    assert!(conns::get(&db.pool, &v_old, "pg").await.is_err(), "the old key alone no longer reads it");
+    assert!(
+        conns::get(&db.pool, &v_old, "pg").await.is_err(),
+        "the old key alone no longer reads it"
+    );
 }
 
 #[tokio::test]
@@ -111,21 +147,52 @@ async fn environment_wins_over_the_database_and_secrets_are_masked_in_logs() {
     let db = fresh_db().await;
     let key = FernetKeys::generate_key();
     let v = vault(&key);
-    variables::put(&db.pool, &v, "region", "from-db", None, variables::OnConflict::Overwrite)
-        .await
-        .unwrap();
-    variables::put(&db.pool, &v, "only_db", "db-value", None, variables::OnConflict::Overwrite)
-        .await
-        .unwrap();
-    variables::put(&db.pool, &v, "service_token", "tok-777-secret", None, variables::OnConflict::Overwrite)
-        .await
-        .unwrap();
-    conns::put(&db.pool, &v, &conn("warehouse", "postgres://etl:pg-Pa55word@wh:5432/dw"), OnConflict::Keep)
-        .await
-        .unwrap();
-    conns::put(&db.pool, &v, &conn("api", "https://db-host/v1"), OnConflict::Keep)
-        .await
-        .unwrap();
+    variables::put(
+        &db.pool,
+        &v,
+        "region",
+        "from-db",
+        None,
+        variables::OnConflict::Overwrite,
+    )
+    .await
+    .unwrap();
+    variables::put(
+        &db.pool,
+        &v,
+        "only_db",
+        "db-value",
+        None,
+        variables::OnConflict::Overwrite,
+    )
+    .await
+    .unwrap();
+    variables::put(
+        &db.pool,
+        &v,
+        "service_token",
+        "tok-777-secret",
+        None,
+        variables::OnConflict::Overwrite,
+    )
+    .await
+    .unwrap();
+    conns::put(
+        &db.pool,
+        &v,
+        &conn("warehouse", "postgres://etl:pg-Pa55word@wh:5432/dw"),
+        OnConflict::Keep,
+    )
+    .await
+    .unwrap();
+    conns::put(
+        &db.pool,
+        &v,
+        &conn("api", "https://db-host/v1"),
+        OnConflict::Keep,
+    )
+    .await
+    .unwrap();
 
     let mut echo = bash("echo", "unused", &[]);
     echo.args = Arg::Map(vec![(
@@ -142,7 +209,10 @@ async fn environment_wins_over_the_database_and_secrets_are_masked_in_logs() {
     install(&db.pool, &[dag("vars_dag", vec![echo])]).await;
     let folder = empty_folder();
     let mut settings = settings_with(folder.path(), v);
-    settings.operator_env.env_variables.insert("region".into(), "from-env".into());
+    settings
+        .operator_env
+        .env_variables
+        .insert("region".into(), "from-env".into());
     settings
         .operator_env
         .set_env_connection("API", "https://env-host/v1");
@@ -159,7 +229,10 @@ async fn environment_wins_over_the_database_and_secrets_are_masked_in_logs() {
     );
     assert!(lines.contains(&"pw=***".to_string()), "{all}");
     assert!(lines.contains(&"token=***".to_string()), "{all}");
-    assert!(lines.contains(&"uri=postgres://etl:***@wh:5432/dw".to_string()), "{all}");
+    assert!(
+        lines.contains(&"uri=postgres://etl:***@wh:5432/dw".to_string()),
+        "{all}"
+    );
     for secret in ["pg-Pa55word", "tok-777-secret"] {
         assert!(!all.contains(secret), "{secret} in the log: {all}");
     }
@@ -177,7 +250,10 @@ async fn a_missing_variable_fails_the_try_naming_it() {
     let folder = empty_folder();
     let engine = Engine::start(&db.pool, fast_settings(folder.path()), 1, 1);
     let run = trigger(&db.pool, "missing_var", serde_json::json!({})).await;
-    assert_eq!(wait_run(&db.pool, "missing_var", &run, LIMIT).await, "failed");
+    assert_eq!(
+        wait_run(&db.pool, "missing_var", &run, LIMIT).await,
+        "failed"
+    );
     engine.stop().await;
     let all = log_lines(&db.pool, "t").await.join("\n");
     assert!(all.contains("variable `not_there` is not defined"), "{all}");
@@ -198,9 +274,14 @@ async fn a_connection_changed_between_two_tries_takes_effect() {
 
     let key = FernetKeys::generate_key();
     let v = vault(&key);
-    conns::put(&db.pool, &v, &conn("api", &format!("http://{dead_addr}/v1")), OnConflict::Keep)
-        .await
-        .unwrap();
+    conns::put(
+        &db.pool,
+        &v,
+        &conn("api", &format!("http://{dead_addr}/v1")),
+        OnConflict::Keep,
+    )
+    .await
+    .unwrap();
     let mut call = task(
         "call",
         OperatorName::Http,
@@ -220,20 +301,32 @@ async fn a_connection_changed_between_two_tries_takes_effect() {
         if state == "up_for_retry" {
             break;
         }
-        assert!(state != "failed" && std::time::Instant::now() < deadline, "{s:?}");
+        assert!(
+            state != "failed" && std::time::Instant::now() < deadline,
+            "{s:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    conns::put(&db.pool, &v, &conn("api", &format!("http://{addr}/v1")), OnConflict::Overwrite)
-        .await
-        .unwrap();
-    assert_eq!(wait_run(&db.pool, "conn_change", &run, LIMIT).await, "success");
+    conns::put(
+        &db.pool,
+        &v,
+        &conn("api", &format!("http://{addr}/v1")),
+        OnConflict::Overwrite,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        wait_run(&db.pool, "conn_change", &run, LIMIT).await,
+        "success"
+    );
     engine.stop().await;
     let s = states(&db.pool, "conn_change", &run).await;
     assert_eq!(s["call"], ("success".to_string(), 2));
-    let xcom: serde_json::Value = sqlx::query_scalar("SELECT value FROM xcom WHERE task_id = 'call'")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let xcom: serde_json::Value =
+        sqlx::query_scalar("SELECT value FROM xcom WHERE task_id = 'call'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
     assert_eq!(xcom, "pong");
 }
 
@@ -251,10 +344,11 @@ async fn a_missing_pool_is_an_import_error_and_a_vanished_pool_fails_the_try() {
         .await
         .unwrap();
     assert!(bag.dags.is_empty());
-    let msg: String = sqlx::query_scalar("SELECT message FROM import_errors WHERE filename = 'pooled.yaml'")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let msg: String =
+        sqlx::query_scalar("SELECT message FROM import_errors WHERE filename = 'pooled.yaml'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
     assert!(msg.contains("pool `etl` does not exist"), "{msg}");
 
     // With the pool, the DAG loads; task instances carry pool and pool_slots.
@@ -264,7 +358,9 @@ async fn a_missing_pool_is_an_import_error_and_a_vanished_pool_fails_the_try() {
         description: "ETL".into(),
         include_deferred: false,
     };
-    updraft::db::pools::put(&db.pool, &spec, false).await.unwrap();
+    updraft::db::pools::put(&db.pool, &spec, false)
+        .await
+        .unwrap();
     let (bag, _) = updraft::scheduler::processor::sync_once(&db.pool, folder.path(), &mut known)
         .await
         .unwrap();
@@ -303,7 +399,9 @@ async fn a_pool_never_runs_more_than_its_slots_with_two_workers() {
         description: String::new(),
         include_deferred: false,
     };
-    updraft::db::pools::put(&db.pool, &spec, false).await.unwrap();
+    updraft::db::pools::put(&db.pool, &spec, false)
+        .await
+        .unwrap();
     let tasks: Vec<_> = (0..12)
         .map(|i| {
             let mut t = bash(&format!("t{i}"), "sleep 0.3", &[]);
@@ -318,11 +416,17 @@ async fn a_pool_never_runs_more_than_its_slots_with_two_workers() {
     let max_seen = Arc::new(std::sync::atomic::AtomicI64::new(0));
     let deadline = std::time::Instant::now() + LIMIT;
     loop {
-        let p = updraft::db::pools::get(&db.pool, "narrow").await.unwrap().unwrap();
+        let p = updraft::db::pools::get(&db.pool, "narrow")
+            .await
+            .unwrap()
+            .unwrap();
         max_seen.fetch_max(p.running_slots, std::sync::atomic::Ordering::Relaxed);
         assert!(p.running_slots <= 2, "{p:?}");
         assert_eq!(p.open_slots(), 2 - p.running_slots);
-        let run_state = updraft::db::runs::get(&db.pool, "pooled", &run).await.unwrap().unwrap();
+        let run_state = updraft::db::runs::get(&db.pool, "pooled", &run)
+            .await
+            .unwrap()
+            .unwrap();
         if run_state.state.is_finished() {
             break;
         }
@@ -353,10 +457,17 @@ async fn pool_slot_counts_weigh_pool_slots() {
     // Start the run without workers: both tasks are queued in default_pool.
     trigger(&db.pool, "weights", serde_json::json!({})).await;
     let specs = updraft::db::tasks::SpecCache::default();
-    updraft::db::scheduling::start_queued_runs(&db.pool, &specs).await.unwrap();
-    let p = updraft::db::pools::get(&db.pool, "default_pool").await.unwrap().unwrap();
+    updraft::db::scheduling::start_queued_runs(&db.pool, &specs)
+        .await
+        .unwrap();
+    let p = updraft::db::pools::get(&db.pool, "default_pool")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((p.slots, p.queued_slots, p.running_slots), (128, 4, 0));
     assert_eq!(p.open_slots(), 128);
-    let err = updraft::db::pools::delete(&db.pool, "default_pool").await.unwrap_err();
+    let err = updraft::db::pools::delete(&db.pool, "default_pool")
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("can't be deleted"));
 }

@@ -8,6 +8,7 @@ mod browser_standalone;
 mod cli;
 mod compose;
 mod conns;
+mod conns_api;
 mod crash;
 mod dag_files;
 mod engine;

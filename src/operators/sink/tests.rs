@@ -164,7 +164,10 @@ fn target_resolution_rules() {
             user: None
         }
     );
-    env.set_env_connection("sink_default", "postgresql://u:p%40w@pg:5433/y?sslmode=require");
+    env.set_env_connection(
+        "sink_default",
+        "postgresql://u:p%40w@pg:5433/y?sslmode=require",
+    );
     assert_eq!(
         Target::resolve(None, &env).unwrap(),
         Target::Postgres {
