@@ -4,6 +4,7 @@
 mod api;
 mod api_client;
 mod browser;
+mod browser_conns;
 mod browser_standalone;
 mod cli;
 mod compose;
