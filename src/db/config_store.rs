@@ -57,6 +57,9 @@ pub async fn snapshot(pool: &PgPool, vault: &Vault) -> sqlx::Result<Stored> {
     })
 }
 
+/// `(id, conn_id, password, extra, is_encrypted, is_extra_encrypted)` of a connection.
+type SecretColumns = (i64, String, Option<String>, Option<String>, bool, bool);
+
 /// What a rotation did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Rotated {
@@ -76,7 +79,7 @@ pub async fn rotate(pool: &PgPool, vault: &Vault) -> Result<Rotated, super::list
     }
     let mut tx = pool.begin().await?;
     let mut done = Rotated::default();
-    let rows: Vec<(i64, String, Option<String>, Option<String>, bool, bool)> = sqlx::query_as(
+    let rows: Vec<SecretColumns> = sqlx::query_as(
         "SELECT id, conn_id, password, extra, is_encrypted, is_extra_encrypted FROM connections
          ORDER BY id FOR UPDATE",
     )

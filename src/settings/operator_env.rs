@@ -126,7 +126,7 @@ impl OperatorEnv {
         for c in conns.flatten() {
             out.extend(c.secrets());
         }
-        let vars = self.env_variables.iter().map(|(k, v)| (k, v)).chain(
+        let vars = self.env_variables.iter().chain(
             self.stored
                 .variables
                 .iter()

@@ -10,6 +10,7 @@ mod cli;
 mod compose;
 mod conns;
 mod conns_api;
+mod conns_cli;
 mod crash;
 mod dag_files;
 mod engine;
