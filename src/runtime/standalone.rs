@@ -160,6 +160,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn generates_a_private_fernet_key_once() {
+        use std::os::unix::fs::PermissionsExt;
+        let home = tempfile::tempdir().unwrap();
+        let mut settings = Settings::default();
+        settings.core.home = home.path().to_path_buf();
+        assert!(!settings.vault().unwrap().has_keys());
+        ensure_fernet_key(&settings).unwrap();
+        let file = settings.fernet_key_file();
+        let key = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(
+            settings.vault().unwrap().has_keys(),
+            "commands beside standalone read it"
+        );
+        ensure_fernet_key(&settings).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            key,
+            "kept, not replaced"
+        );
+        // A configured key wins and nothing is generated.
+        let other = tempfile::tempdir().unwrap();
+        settings.core.home = other.path().to_path_buf();
+        settings.core.fernet_key = Some(key);
+        ensure_fernet_key(&settings).unwrap();
+        assert!(!settings.fernet_key_file().exists());
+    }
+
+    #[test]
     fn standalone_defaults_fill_only_what_is_missing() {
         let mut env = OperatorEnv::default();
         let kafka = pipeline_defaults(&mut env, "postgres://u:pw@h/db").unwrap();
