@@ -5,7 +5,13 @@ use crate::cli::ConfigCommand;
 use crate::settings::{keys, Settings};
 
 pub fn run(settings: &Settings, cmd: ConfigCommand) -> anyhow::Result<i32> {
-    let ConfigCommand::List { json } = cmd;
+    let json = match cmd {
+        ConfigCommand::List { json } => json,
+        ConfigCommand::GenerateFernetKey => {
+            println!("{}", crate::core::fernet::FernetKeys::generate_key());
+            return Ok(0);
+        }
+    };
     let rows = keys::list(settings);
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);

@@ -3,9 +3,13 @@
 //! to the layers below. Each command group has its own file.
 
 mod config;
+mod connections;
 mod dags;
+mod pools;
+mod table;
 mod tasks;
 mod users;
+mod variables;
 
 use std::path::PathBuf;
 use std::time::Duration as StdDuration;
@@ -66,6 +70,17 @@ pub enum Command {
     /// Settings.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Variables: get, set, delete, list, import, export.
+    #[command(subcommand)]
+    Variables(variables::VariablesCommand),
+    /// Connections: add, get, delete, list, import, export, test.
+    #[command(subcommand)]
+    Connections(connections::ConnectionsCommand),
+    /// Pools: set, get, delete, list, import, export.
+    #[command(subcommand)]
+    Pools(pools::PoolsCommand),
+    /// Re-encrypt every stored secret with the first key of UPDRAFT_FERNET_KEY.
+    RotateFernetKey,
     /// Measure hand-off latency, throughput and memory against a real Postgres.
     Bench(crate::bench::BenchArgs),
     /// Break things on purpose (SIGKILL processes, stop Postgres, load) and report what held.
@@ -177,6 +192,8 @@ pub enum ConfigCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print a new Fernet key (for UPDRAFT_FERNET_KEY).
+    GenerateFernetKey,
 }
 
 impl Cli {
@@ -259,6 +276,18 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<i32> {
         Command::Config(cmd) => config::run(&settings, cmd),
         Command::Bench(args) => crate::bench::run(&settings, args).await.map(|_| 0),
         Command::Chaos(args) => crate::bench::chaos::run(&settings, args).await.map(|_| 0),
+        Command::Variables(cmd) => variables::run(&settings, cmd).await,
+        Command::Connections(cmd) => connections::run(&settings, cmd).await,
+        Command::Pools(cmd) => pools::run(&settings, cmd).await,
+        Command::RotateFernetKey => {
+            let pool = pool_for(&settings).await?;
+            let done = crate::db::config_store::rotate(&pool, &settings.vault()?).await?;
+            println!(
+                "Re-encrypted {} connection(s) and {} variable(s) with the first Fernet key; older keys can now be removed from UPDRAFT_FERNET_KEY",
+                done.connections, done.variables
+            );
+            Ok(0)
+        }
     }
 }
 

@@ -8,13 +8,19 @@
 //! - [`schedule`], [`planner`]: schedules and the next run they call for.
 //! - [`duration`]: durations as DAG files write them.
 //! - [`log`]: task log lines and secret masking.
+//! - [`connection`]: Airflow's connection model (URI and JSON forms) and sensitive names.
+//! - [`fernet`]: encryption of stored secrets, compatible with Airflow's `fernet_key`.
+//! - [`transfer`]: the variables import/export file format.
 
+pub mod connection;
 pub mod duration;
+pub mod fernet;
 pub mod log;
 pub mod planner;
 pub mod retry;
 pub mod schedule;
 pub mod state;
+pub mod transfer;
 pub mod trigger;
 
 pub use duration::Duration;

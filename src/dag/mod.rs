@@ -15,6 +15,7 @@ mod args;
 pub mod graph;
 pub mod load;
 pub mod model;
+mod pools;
 pub mod read;
 pub mod schedule;
 pub mod schema;

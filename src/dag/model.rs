@@ -181,12 +181,25 @@ pub struct Task {
     pub trigger_rule: TriggerRule,
     pub owner: String,
     pub doc_md: Option<String>,
+    /// The pool the task's tries take slots from; `None` is `default_pool`.
     pub pool: Option<String>,
+    /// How many of the pool's slots one try takes (at least 1).
+    #[serde(default = "one_slot")]
+    pub pool_slots: u32,
     pub queue: Option<String>,
+}
+
+fn one_slot() -> u32 {
+    1
 }
 
 impl Task {
     /// Airflow's default retry delay (`[core] default_task_retry_delay`): 300 s.
+    /// The pool this task's tries take slots from.
+    pub fn pool_name(&self) -> &str {
+        self.pool.as_deref().unwrap_or("default_pool")
+    }
+
     pub fn default_retry_delay() -> Duration {
         Duration::from_secs(300)
     }
@@ -227,6 +240,7 @@ impl Task {
             owner: "airflow".into(),
             doc_md: None,
             pool: None,
+            pool_slots: 1,
             queue: None,
         }
     }

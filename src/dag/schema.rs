@@ -221,6 +221,10 @@ fn task_fields() -> Value {
     for name in ["doc_md", "pool", "queue"] {
         p.insert(name.into(), json!({"type": "string"}));
     }
+    p.insert(
+        "pool_slots".into(),
+        json!({"type": "integer", "minimum": 1, "default": 1, "description": "slots of the pool one try takes"}),
+    );
     for name in TASK_ARGS_IGNORED.iter().chain(TASK_ARGS_WARNED) {
         p.insert(
             (*name).into(),

@@ -32,7 +32,6 @@ pub(crate) const TASK_ARGS_IGNORED: &[&str] = &[
     "email_on_retry",
     "priority_weight",
     "weight_rule",
-    "pool_slots",
     "executor",
     "executor_config",
     "do_xcom_push",
@@ -63,7 +62,7 @@ pub(crate) const TASK_ARGS_WARNED: &[&str] = &[
 
 const TASK_KEYS: &str = "`id`, `uses`, `with`, `needs`, `extends`, `retries`, `retry_delay`, \
 `retry_exponential_backoff`, `max_retry_delay`, `execution_timeout`, `trigger_rule`, `owner`, \
-`doc_md`, `pool`, `queue`";
+`doc_md`, `pool`, `pool_slots`, `queue`";
 
 /// Validates `tasks:` (with `templates:`), reporting into `r`; returns the tasks that passed.
 pub(crate) fn validate_tasks(
@@ -277,7 +276,12 @@ fn validate_task(
             },
             "owner" => task.owner = string(r, value, k).unwrap_or(task.owner),
             "doc_md" => task.doc_md = opt(value, |v| string(r, v, k)),
-            "pool" => task.pool = opt(value, |v| string(r, v, k)),
+            "pool" => task.pool = opt(value, |v| string(r, v, k)).filter(|p| !p.is_empty()),
+            "pool_slots" => match count(r, value, k) {
+                Some(0) => r.error(value, k, "`pool_slots` must be at least 1"),
+                Some(n) => task.pool_slots = n,
+                None => {}
+            },
             "queue" => task.queue = opt(value, |v| string(r, v, k)),
             "inlets" | "outlets" => r.error(key, k, format!("`{k}` (assets/lineage) is not supported in YAML DAGs; remove it")),
             "task_id" => r.error(key, k, "the task's id is written `id:`, not `task_id:`"),

@@ -37,10 +37,14 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
 }
 
 pub mod admin;
+pub mod config_store;
+pub mod connections;
 pub mod dags;
 pub mod listen;
+pub mod listing;
 pub mod logs;
 pub mod reliability;
+pub mod pools;
 pub mod runs;
 pub mod scheduling;
 pub mod tasks;
@@ -98,4 +102,5 @@ async fn on_schema(url: &str, verb: &str, schema: &str, suffix: &str) -> anyhow:
 }
 
 pub mod users;
+pub mod variables;
 pub mod web;

@@ -337,6 +337,11 @@ async fn start_run(
         .map(|t| i32::try_from(t.retries).unwrap_or(i32::MAX))
         .collect();
     let totals: Vec<i32> = dag.tasks.iter().map(|t| t.upstream.len() as i32).collect();
+    let (pools, slots): (Vec<&str>, Vec<i32>) = dag
+        .tasks
+        .iter()
+        .map(|t| (t.pool_name(), i32::try_from(t.pool_slots).unwrap_or(i32::MAX)))
+        .unzip();
     let states: Vec<TaskState> = dag
         .tasks
         .iter()
@@ -350,10 +355,11 @@ async fn start_run(
         .collect();
     let states: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
     sqlx::query(
-        "INSERT INTO task_instances (run_pk, dag_id, task_id, max_tries, upstream_total, state, queued_at, not_before)
+        "INSERT INTO task_instances (run_pk, dag_id, task_id, max_tries, upstream_total, state, queued_at,
+                                     not_before, pool, pool_slots)
          SELECT $1, $2, t, m, u, s, CASE WHEN s = 'queued' THEN now() END,
-                CASE WHEN s = 'queued' THEN now() ELSE '-infinity' END
-         FROM UNNEST($3::text[], $4::int[], $5::int[], $6::text[]) AS x(t, m, u, s)",
+                CASE WHEN s = 'queued' THEN now() ELSE '-infinity' END, p, ps
+         FROM UNNEST($3::text[], $4::int[], $5::int[], $6::text[], $7::text[], $8::int[]) AS x(t, m, u, s, p, ps)",
     )
     .bind(run_pk)
     .bind(dag_id)
@@ -361,6 +367,8 @@ async fn start_run(
     .bind(&max_tries)
     .bind(&totals)
     .bind(&states)
+    .bind(&pools)
+    .bind(&slots)
     .execute(&mut **tx)
     .await?;
     let timeout = dag.dagrun_timeout.map(|d| d.pg_interval_micros());

@@ -95,17 +95,11 @@ impl TaskContext {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::Connection;
 
     #[test]
     fn masks_passwords() {
         let mut env = OperatorEnv::default();
-        env.connections.insert(
-            "pg".into(),
-            Connection {
-                uri: "postgres://u:s3cret@db/x".into(),
-            },
-        );
+        env.set_env_connection("pg", "postgres://u:s3cret@db/x");
         let (tx, mut rx) = mpsc::unbounded_channel();
         let log = TaskLog::new(tx, Arc::new(env.secrets()));
         log.info("connecting with s3cret");

@@ -20,6 +20,7 @@
 //! compile-time test below keeps it so.
 
 pub mod bash;
+pub mod conn_test;
 pub mod context;
 pub mod empty;
 pub mod error;

@@ -50,6 +50,7 @@ pub async fn run(config: &Settings) -> anyhow::Result<()> {
     let pool = crate::db::connect(&url, 20).await?;
     crate::db::migrate(&pool).await?;
     write_private(&config.database_url_file(), &url)?;
+    ensure_fernet_key(config)?;
 
     let mut settings = config.engine();
     // The pipeline's defaults: an embedded Kafka and this database as the sink, when unset.
@@ -103,6 +104,24 @@ pub async fn run(config: &Settings) -> anyhow::Result<()> {
     result
 }
 
+/// Without a configured Fernet key, standalone generates one into `$UPDRAFT_HOME/fernet_key`
+/// (mode 0600) once and says so; later starts, and other commands on this machine, read it.
+/// Other roles never generate a key: without one they refuse to store secrets.
+pub fn ensure_fernet_key(config: &Settings) -> anyhow::Result<()> {
+    if config.fernet_key_or_standalone().is_some() {
+        return Ok(());
+    }
+    let file = config.fernet_key_file();
+    write_private(&file, &crate::core::fernet::FernetKeys::generate_key())
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    warn!(
+        file = %file.display(),
+        "no Fernet key configured (UPDRAFT_FERNET_KEY): generated one to encrypt connection passwords and variables; \
+         set UPDRAFT_FERNET_KEY to its content for other machines sharing this database, and keep a copy: without it they cannot be read"
+    );
+    Ok(())
+}
+
 /// What `updraft standalone` does for the pipeline when nothing is configured: without
 /// `KAFKA_BOOTSTRAP_SERVERS`, start an [`EmbeddedKafka`] and point the operators at it; without
 /// any sink target, sink into standalone's own database. Each default is logged loudly, as
@@ -122,9 +141,7 @@ pub fn pipeline_defaults(
         env.kafka_bootstrap_servers = Some(embedded.bootstrap_servers());
         kafka = Some(embedded);
     }
-    let has_target = env
-        .connections
-        .contains_key(crate::operators::sink::DEFAULT_CONN_ID)
+    let has_target = env.has_connection(crate::operators::sink::DEFAULT_CONN_ID)
         || env.cassandra_contact_points.is_some()
         || env.sink_postgres_url.is_some();
     if !has_target {
@@ -141,6 +158,38 @@ pub fn pipeline_defaults(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generates_a_private_fernet_key_once() {
+        use std::os::unix::fs::PermissionsExt;
+        let home = tempfile::tempdir().unwrap();
+        let mut settings = Settings::default();
+        settings.core.home = home.path().to_path_buf();
+        assert!(!settings.vault().unwrap().has_keys());
+        ensure_fernet_key(&settings).unwrap();
+        let file = settings.fernet_key_file();
+        let key = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(
+            settings.vault().unwrap().has_keys(),
+            "commands beside standalone read it"
+        );
+        ensure_fernet_key(&settings).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            key,
+            "kept, not replaced"
+        );
+        // A configured key wins and nothing is generated.
+        let other = tempfile::tempdir().unwrap();
+        settings.core.home = other.path().to_path_buf();
+        settings.core.fernet_key = Some(key);
+        ensure_fernet_key(&settings).unwrap();
+        assert!(!settings.fernet_key_file().exists());
+    }
 
     #[test]
     fn standalone_defaults_fill_only_what_is_missing() {

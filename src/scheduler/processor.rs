@@ -26,7 +26,10 @@ pub async fn sync_once(
     known: &mut BTreeMap<String, String>,
 ) -> anyhow::Result<(DagBag, SyncReport)> {
     let dir = folder.to_path_buf();
-    let bag = tokio::task::spawn_blocking(move || DagBag::load(&dir)).await?;
+    let mut bag = tokio::task::spawn_blocking(move || DagBag::load(&dir)).await?;
+    // Pools are known here, so a task naming a missing one is an import error now rather
+    // than a failure at run time.
+    bag.check_pools(&crate::db::pools::names(pool).await?);
     let report = dags::sync_bag(pool, &bag, known).await?;
     Ok((bag, report))
 }

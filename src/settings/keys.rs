@@ -35,6 +35,8 @@ pub struct Key {
     pub secrecy: Secrecy,
     /// The default as the README states it, when the value itself depends on the machine.
     pub default_doc: Option<&'static str>,
+    /// Another environment variable read when `env` is unset (Airflow's name for it).
+    pub env_alias: Option<&'static str>,
     pub doc: &'static str,
 }
 
@@ -46,6 +48,7 @@ const fn key(key: &'static str, env: &'static str, doc: &'static str) -> Key {
         kind: Kind::Text,
         secrecy: Secrecy::Public,
         default_doc: None,
+        env_alias: None,
         doc,
     }
 }
@@ -67,6 +70,10 @@ impl Key {
         self.default_doc = Some(text);
         self
     }
+    const fn env_alias(mut self, name: &'static str) -> Key {
+        self.env_alias = Some(name);
+        self
+    }
 }
 
 /// Every setting updraft reads.
@@ -75,6 +82,11 @@ pub const KEYS: &[Key] = &[
     key("core.home", "UPDRAFT_HOME", "standalone's state: private Postgres cluster, generated admin password, its database URL for other commands, and the default config file `updraft.toml`")
         .flag("--home")
         .default_doc("`~/.updraft` (`/var/lib/updraft` as root)"),
+    key("core.fernet_key", "UPDRAFT_FERNET_KEY", "Fernet key(s) encrypting stored connection passwords and extras and variable values, comma-separated, newest first (Airflow's `fernet_key`; `AIRFLOW__CORE__FERNET_KEY` is read too); unset: standalone generates one into `$UPDRAFT_HOME/fernet_key` and other commands on the machine use it, elsewhere secrets are refused")
+        .secrecy(Secrecy::Secret)
+        .env_alias("AIRFLOW__CORE__FERNET_KEY"),
+    key("core.test_connection", "UPDRAFT_TEST_CONNECTION", "allow `POST /api/v2/connections/test` (Airflow's `[core] test_connection`)")
+        .kind(Kind::Bool),
     key("database.url", "DATABASE_URL", "the Postgres metadata database; unset: standalone picks one (a local server, else a private cluster) and other commands use standalone's")
         .flag("--database-url")
         .secrecy(Secrecy::Url),

@@ -212,7 +212,9 @@ pub(super) fn load(sources: Sources) -> Result<Settings, SettingsError> {
 
     let mut env_layer = Layer::new(ENV, None);
     for k in KEYS {
-        let Some(text) = env_value(env, k.env) else {
+        let Some(text) =
+            env_value(env, k.env).or_else(|| k.env_alias.and_then(|a| env_value(env, a)))
+        else {
             continue;
         };
         let value = match k.kind {
@@ -263,22 +265,38 @@ pub(super) fn load(sources: Sources) -> Result<Settings, SettingsError> {
     for k in KEYS {
         let origin = match figment.find_metadata(k.key) {
             Some(m) if m.name == FILE => Origin::File(config.clone()),
-            Some(m) if m.name == ENV => Origin::Env(k.env),
+            Some(m) if m.name == ENV => match k.env_alias {
+                Some(alias) if env_value(env, k.env).is_none() => Origin::Env(alias),
+                _ => Origin::Env(k.env),
+            },
             Some(m) if m.name == FLAG => Origin::Flag(k.flag.unwrap_or("?")),
             _ => Origin::Default,
         };
         settings.origins.insert(k.key.to_string(), origin);
     }
     settings.config_file = Some(config);
+    if let Some(text) = &settings.core.fernet_key {
+        if let Err(e) = crate::core::fernet::Vault::from_setting(Some(text)) {
+            return Err(SettingsError::Invalid {
+                origin: settings
+                    .origins
+                    .get("core.fernet_key")
+                    .map(|o| o.to_string())
+                    .unwrap_or_default(),
+                key: "core.fernet_key".into(),
+                message: e.to_string(),
+            });
+        }
+    }
 
     for (key, value) in env {
         if let Some(name) = key
             .strip_prefix("AIRFLOW_CONN_")
             .or_else(|| key.strip_prefix("UPDRAFT_CONN_"))
         {
-            settings
-                .env_connections
-                .insert(name.to_lowercase(), Connection { uri: value.clone() });
+            let parsed = Connection::from_env_value(&name.to_lowercase(), value)
+                .map_err(|e| format!("environment variable {key}: {e}"));
+            settings.env_connections.insert(name.to_lowercase(), parsed);
         } else if let Some(name) = key
             .strip_prefix("AIRFLOW_VAR_")
             .or_else(|| key.strip_prefix("UPDRAFT_VAR_"))
@@ -553,9 +571,23 @@ mod tests {
         .unwrap();
         let op = s.operator_env();
         assert_eq!(op.kafka_bootstrap_servers.as_deref(), Some("k:9092"));
-        assert_eq!(op.connections["sink_pg"].uri, "postgres://u:p@h/db");
-        assert_eq!(op.variables["region"], "eu");
+        assert_eq!(
+            op.connection("SINK_PG").unwrap().get_uri(),
+            "postgres://u:p@h/db"
+        );
+        assert_eq!(op.variable("region").unwrap(), "eu");
         assert_eq!(op.datasource_url, None, "an empty variable is unset");
+        let s = Settings::load(Sources {
+            env: env(&[("AIRFLOW__CORE__FERNET_KEY", "not-a-key")]),
+            ..Default::default()
+        })
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+        assert!(
+            s.contains("AIRFLOW__CORE__FERNET_KEY") && s.contains("core.fernet_key"),
+            "{s}"
+        );
         assert_eq!(op.secrets().iter().collect::<Vec<_>>(), vec!["p"]);
     }
 

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::Duration;
 pub use load::{Flags, Origin, SettingsError, Sources};
-pub use operator_env::{Connection, OperatorEnv};
+pub use operator_env::{Connection, LookupError, OperatorEnv, Stored, StoredValue};
 
 /// Every setting, by section as in `updraft.toml`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -36,7 +36,7 @@ pub struct Settings {
     /// Named connections and variables from `AIRFLOW_CONN_*` / `AIRFLOW_VAR_*` (and the
     /// `UPDRAFT_` spellings): dynamic names, so not settings keys of their own.
     #[serde(skip)]
-    pub env_connections: BTreeMap<String, Connection>,
+    pub env_connections: BTreeMap<String, StoredValue<Connection>>,
     #[serde(skip)]
     pub env_variables: BTreeMap<String, String>,
     /// Where each key's value came from; filled by [`Settings::load`].
@@ -55,6 +55,11 @@ pub struct Core {
     /// Where standalone keeps its state (private Postgres cluster, generated password, the
     /// database URL other commands find, the default config file).
     pub home: PathBuf,
+    /// Fernet key(s), comma-separated, newest first, that encrypt stored secrets.
+    pub fernet_key: Option<String>,
+    /// Whether `POST /api/v2/connections/test` may test connections (Airflow's
+    /// `[core] test_connection`, off by default: a test reaches out from the server).
+    pub test_connection: bool,
 }
 
 impl Default for Core {
@@ -62,6 +67,8 @@ impl Default for Core {
         Core {
             dags_folder: PathBuf::from("./dags"),
             home: PathBuf::from(".updraft"),
+            fernet_key: None,
+            test_connection: false,
         }
     }
 }
@@ -174,6 +181,31 @@ impl Settings {
         })
     }
 
+    /// The file standalone generates a Fernet key into when none is configured.
+    pub fn fernet_key_file(&self) -> PathBuf {
+        self.core.home.join("fernet_key")
+    }
+
+    /// The Fernet key(s): the configured ones, else the key a standalone on this machine
+    /// generated (so commands beside it read what it stored).
+    pub fn fernet_key_or_standalone(&self) -> Option<String> {
+        self.core
+            .fernet_key
+            .clone()
+            .filter(|k| !k.trim().is_empty())
+            .or_else(|| {
+                std::fs::read_to_string(self.fernet_key_file())
+                    .ok()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+            })
+    }
+
+    /// What this process stores and reads secrets with (see [`crate::core::fernet`]).
+    pub fn vault(&self) -> Result<crate::core::fernet::Vault, crate::core::fernet::KeyError> {
+        crate::core::fernet::Vault::from_setting(self.fernet_key_or_standalone().as_deref())
+    }
+
     /// What the scheduler and worker loops run with.
     pub fn engine(&self) -> EngineSettings {
         EngineSettings {
@@ -185,6 +217,7 @@ impl Settings {
             shutdown_grace: self.worker.shutdown_grace,
             create_cron_data_intervals: self.scheduler.create_cron_data_intervals,
             operator_env: self.operator_env(),
+            vault: self.vault().unwrap_or_default(),
         }
     }
 
@@ -195,8 +228,9 @@ impl Settings {
             datasource_url: self.operators.datasource_url.clone(),
             sink_postgres_url: self.operators.sink_postgres_url.clone(),
             cassandra_contact_points: self.operators.cassandra_contact_points.clone(),
-            connections: self.env_connections.clone(),
-            variables: self.env_variables.clone(),
+            env_connections: self.env_connections.clone(),
+            env_variables: self.env_variables.clone(),
+            stored: Default::default(),
         }
     }
 }
@@ -228,6 +262,8 @@ pub struct EngineSettings {
     /// classic interval semantics (logical date = interval start, run after interval end).
     pub create_cron_data_intervals: bool,
     pub operator_env: OperatorEnv,
+    /// Decrypts stored connections and variables for tries.
+    pub vault: crate::core::fernet::Vault,
 }
 
 impl Default for EngineSettings {

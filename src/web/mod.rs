@@ -55,6 +55,10 @@ pub struct WebSettings {
     /// How long a handler may take to start its response before the request is answered
     /// 503. Streamed bodies (the log tail, log downloads) are not limited by it.
     pub request_timeout: Duration,
+    /// Seals and opens stored secrets (connections, variables).
+    pub vault: crate::core::fernet::Vault,
+    /// Whether `POST /api/v2/connections/test` may run (Airflow's `[core] test_connection`).
+    pub test_connection: bool,
 }
 
 /// [`WebSettings::max_body_bytes`] unless told otherwise: far above any form or trigger conf.
@@ -89,6 +93,8 @@ impl WebSettings {
             token_ttl: w.token_ttl.std(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            vault: settings.vault().unwrap_or_default(),
+            test_connection: settings.core.test_connection,
         }
     }
 }

@@ -1,13 +1,14 @@
 //! Running one try: resolve the task's `with:` (templates, XComs), then run its operator
 //! under `execution_timeout`.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
 use super::{render, Worker};
 use crate::db::tasks::{self, Claimed};
-use crate::operators::{self, TaskContext, TaskLog};
+use crate::operators::{self, OperatorEnv, TaskContext, TaskLog};
 
 /// How long a cancelled operator gets to stop before its future is dropped.
 const CANCEL_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -19,6 +20,7 @@ impl Worker {
         c: &Claimed,
         log: TaskLog,
         cancel: CancellationToken,
+        env: Arc<OperatorEnv>,
     ) -> anyhow::Result<operators::Outcome> {
         let dag = self.specs.get(&self.pool, c.version_id).await?;
         let task = dag.task(&c.task_id).ok_or_else(|| {
@@ -46,7 +48,7 @@ impl Worker {
             params,
             log,
             cancel: cancel.clone(),
-            env: self.env.clone(),
+            env,
         };
         ctx.log.info(format!(
             "Starting attempt {} of {} of {}.{} ({}) on {}",

@@ -3,10 +3,12 @@
 //! held while a task runs. NOTIFY and local finishes wake the claim loop; polling is only
 //! the fallback.
 
+mod config_cache;
 mod execute;
 mod logs;
 mod record;
 pub mod render;
+pub mod vars;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,10 +20,10 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, instrument, warn};
 use uuid::Uuid;
 
-use crate::core::Secrets;
+use crate::db::pools::DEFAULT_POOL;
 use crate::db::tasks::{self, Claimed, SpecCache};
 use crate::db::{self, WORKER_CHANNEL};
-use crate::operators::{OperatorEnv, TaskLog};
+use crate::operators::TaskLog;
 use crate::settings::EngineSettings;
 
 /// Why a running try's token was cancelled.
@@ -43,9 +45,8 @@ pub struct Worker {
     hostname: String,
     settings: EngineSettings,
     specs: SpecCache,
-    env: Arc<OperatorEnv>,
-    /// Passwords masked in every log line; fixed for the process, so computed once.
-    secrets: Arc<Secrets>,
+    /// Connections and variables (environment over database) for each try.
+    config: config_cache::ConfigCache,
     wake: Arc<Notify>,
     running: Arc<Mutex<HashMap<i64, Running>>>,
     finisher: mpsc::UnboundedSender<record::OutcomeJob>,
@@ -56,7 +57,8 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(pool: PgPool, settings: EngineSettings, specs: SpecCache) -> Self {
-        let env = Arc::new(settings.operator_env.clone());
+        let config =
+            config_cache::ConfigCache::new(settings.operator_env.clone(), settings.vault.clone());
         let (finisher, finisher_rx) = mpsc::unbounded_channel();
         Worker {
             finisher,
@@ -67,8 +69,7 @@ impl Worker {
             hostname: crate::settings::hostname(),
             settings,
             specs,
-            secrets: Arc::new(env.secrets()),
-            env,
+            config,
             wake: Arc::new(Notify::new()),
             running: Arc::new(Mutex::new(HashMap::new())),
         }
@@ -265,8 +266,21 @@ impl Worker {
                 reason: reason.clone(),
             },
         );
+        // Read before the log exists, so every line of the try is masked for what it can see.
+        let pool_name = match self.specs.get(&self.pool, c.version_id).await {
+            Ok(dag) => dag.task(&c.task_id).map(|t| t.pool_name().to_string()),
+            Err(_) => None,
+        };
+        let prepared = self
+            .config
+            .for_try(&self.pool, pool_name.as_deref().unwrap_or(DEFAULT_POOL))
+            .await;
+        let secrets = match &prepared {
+            Ok(p) => p.secrets.clone(),
+            Err(_) => self.config.env_only().1,
+        };
         let (tx, rx) = mpsc::unbounded_channel();
-        let log = TaskLog::new(tx, self.secrets.clone());
+        let log = TaskLog::new(tx, secrets);
         let (end_tx, end_rx) = oneshot::channel();
         let writer = tokio::spawn(logs::write_logs(
             self.logs.clone(),
@@ -276,7 +290,18 @@ impl Worker {
             end_rx,
         ));
 
-        let result = self.execute(&c, log.clone(), cancel).await;
+        let result = match prepared {
+            Err(e) => Err(anyhow::anyhow!(
+                "could not read connections and variables from the database: {e}"
+            )),
+            // The pool was deleted after the DAG was validated (a missing pool is otherwise
+            // an import error).
+            Ok(p) if !p.pool_exists => Err(anyhow::anyhow!(
+                "pool `{}` does not exist: create it (UI Admin → Pools, `updraft pools set`, or the API) or change the task's `pool`",
+                pool_name.as_deref().unwrap_or(DEFAULT_POOL)
+            )),
+            Ok(p) => self.execute(&c, log.clone(), cancel, p.env).await,
+        };
         let stop = *reason.lock().unwrap_or_else(|e| e.into_inner());
         // The try stays in `running` (so its lease is renewed) until its outcome is recorded.
         self.record(&c, stop, result, &log, end_tx, writer).await;

@@ -15,29 +15,7 @@ pub fn template_context(ctx: &TaskContext) -> Value {
     let ts = ctx
         .logical_date
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
-    let vars: serde_json::Map<String, serde_json::Value> = ctx
-        .env
-        .variables
-        .iter()
-        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-        .collect();
-    let var_json: serde_json::Map<String, serde_json::Value> = ctx
-        .env
-        .variables
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                serde_json::from_str(v).unwrap_or(serde_json::Value::String(v.clone())),
-            )
-        })
-        .collect();
-    let conns: serde_json::Map<String, serde_json::Value> = ctx
-        .env
-        .connections
-        .iter()
-        .map(|(k, c)| (k.clone(), serde_json::json!({ "conn_id": k, "uri": c.uri })))
-        .collect();
+    let (var, conn) = super::vars::accessors(&ctx.env);
     let dag_run = serde_json::json!({
         "dag_id": ctx.dag_id,
         "run_id": ctx.run_id,
@@ -61,8 +39,8 @@ pub fn template_context(ctx: &TaskContext) -> Value {
         run_id => ctx.run_id,
         dag_run => Value::from_serialize(&dag_run),
         params => Value::from_serialize(&ctx.params),
-        var => context! { value => Value::from_serialize(&vars), json => Value::from_serialize(&var_json) },
-        conn => Value::from_serialize(&conns),
+        var => var,
+        conn => conn,
         ti => Value::from_serialize(&ti),
         task_instance => Value::from_serialize(&ti),
         macros => context! { ds_add => Value::from_function(ds_add) },
@@ -115,8 +93,12 @@ pub fn resolve(arg: &Arg, jinja: &Value, xcoms: &XComs) -> anyhow::Result<serde_
 pub fn render(source: &str, jinja: &Value) -> anyhow::Result<String> {
     let mut env = Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    super::vars::reset(jinja);
     env.render_str(source, jinja)
-        .map_err(|e| anyhow::anyhow!("template `{source}` failed to render: {e}"))
+        .map_err(|e| match super::vars::lookup_error(jinja) {
+            Some(missing) => anyhow::anyhow!("template `{source}` failed to render: {missing}"),
+            None => anyhow::anyhow!("template `{source}` failed to render: {e}"),
+        })
 }
 
 #[cfg(test)]
@@ -128,7 +110,7 @@ mod tests {
     #[test]
     fn renders_airflow_context_and_reads_xcom() {
         let mut env = OperatorEnv::default();
-        env.variables.insert("region".into(), "eu".into());
+        env.env_variables.insert("region".into(), "eu".into());
         let (mut ctx, _log) = TaskContext::for_test(env);
         ctx.params.insert("n".into(), 3.into());
         ctx.conf = serde_json::json!({"who": "me"});

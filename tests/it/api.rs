@@ -536,6 +536,22 @@ async fn openapi_document_covers_the_routes() {
         ("/api/v2/importErrors", "get"),
         ("/api/v2/monitor/health", "get"),
         ("/api/v2/version", "get"),
+        ("/api/v2/variables", "get"),
+        ("/api/v2/variables", "post"),
+        ("/api/v2/variables/{variable_key}", "get"),
+        ("/api/v2/variables/{variable_key}", "patch"),
+        ("/api/v2/variables/{variable_key}", "delete"),
+        ("/api/v2/connections", "get"),
+        ("/api/v2/connections", "post"),
+        ("/api/v2/connections/test", "post"),
+        ("/api/v2/connections/{connection_id}", "get"),
+        ("/api/v2/connections/{connection_id}", "patch"),
+        ("/api/v2/connections/{connection_id}", "delete"),
+        ("/api/v2/pools", "get"),
+        ("/api/v2/pools", "post"),
+        ("/api/v2/pools/{pool_name}", "get"),
+        ("/api/v2/pools/{pool_name}", "patch"),
+        ("/api/v2/pools/{pool_name}", "delete"),
     ];
     for (path, method) in routes {
         assert!(
@@ -545,7 +561,7 @@ async fn openapi_document_covers_the_routes() {
     }
     assert_eq!(
         doc["paths"].as_object().unwrap().len(),
-        10,
+        17,
         "no undocumented extras"
     );
     // Every $ref points at a schema that exists.

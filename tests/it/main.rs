@@ -4,9 +4,13 @@
 mod api;
 mod api_client;
 mod browser;
+mod browser_conns;
 mod browser_standalone;
 mod cli;
 mod compose;
+mod conns;
+mod conns_api;
+mod conns_cli;
 mod crash;
 mod dag_files;
 mod engine;

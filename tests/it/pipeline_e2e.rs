@@ -262,10 +262,9 @@ async fn permanent_errors_fail_at_once_and_transient_ones_are_retried() {
     install(&db.pool, &[dag("op_errors", vec![gone, down, nowhere])]).await;
     let folder = tempfile::tempdir().unwrap();
     let mut settings = fast_settings(folder.path());
-    settings.operator_env.connections.insert(
-        "http_default".into(),
-        updraft::settings::Connection { uri: base },
-    );
+    settings
+        .operator_env
+        .set_env_connection("http_default", &base);
     let engine = Engine::start(&db.pool, settings, 1, 1);
     let run_id = trigger(&db.pool, "op_errors", json!({})).await;
     assert_eq!(

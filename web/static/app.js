@@ -64,3 +64,21 @@
     document.querySelectorAll("[data-stream]").forEach(follow);
   });
 })();
+
+// Admin import forms: a chosen file's text goes into the form's textarea
+// (`<input type="file" data-fill="textarea-id">`), so no multipart upload is needed.
+(function () {
+  "use strict";
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("input[type=file][data-fill]").forEach(function (input) {
+      input.addEventListener("change", function () {
+        var target = document.getElementById(input.getAttribute("data-fill"));
+        var file = input.files && input.files[0];
+        if (!target || !file) return;
+        var reader = new FileReader();
+        reader.onload = function () { target.value = reader.result; };
+        reader.readAsText(file);
+      });
+    });
+  });
+})();

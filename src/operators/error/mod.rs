@@ -133,6 +133,14 @@ pub struct OperatorError {
     retry_after: Option<Duration>,
 }
 
+/// A connection or variable that is missing or unusable: another try will not find it
+/// either until someone defines it (the message says where).
+impl From<crate::settings::LookupError> for OperatorError {
+    fn from(e: crate::settings::LookupError) -> Self {
+        OperatorError::new(Reason::MissingConnection, e.to_string())
+    }
+}
+
 impl OperatorError {
     pub fn new(reason: Reason, message: impl Into<String>) -> Self {
         OperatorError {

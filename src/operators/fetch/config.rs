@@ -11,6 +11,9 @@ use crate::core::Duration;
 /// The API's own cap on `results` per request (randomuser.me serves at most 5,000).
 pub const MAX_PAGE_SIZE: u32 = 5_000;
 
+/// The connection fetch reads its URL from when the task names none, if it is defined.
+pub const DATASOURCE_CONN_ID: &str = "datasource_default";
+
 /// The URL used when neither `with.url` nor `DATASOURCE_URL` says otherwise.
 pub const DEFAULT_URL: &str = "https://randomuser.me/api/";
 
@@ -22,9 +25,14 @@ pub const DEFAULT_URL: &str = "https://randomuser.me/api/";
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// The API URL. Overrides `DATASOURCE_URL`, which overrides the default randomuser.me URL.
+    /// The API URL. Overrides `http_conn_id`.
     #[serde(default)]
     pub url: Option<String>,
+    /// A connection whose base URL is the API URL (as the http operator reads it; login and
+    /// password become basic auth). Without `url` and `http_conn_id`, the connection
+    /// `datasource_default` if defined, else `DATASOURCE_URL`, else randomuser.me.
+    #[serde(default)]
+    pub http_conn_id: Option<String>,
     /// How many results to fetch in total; asked for with the `results=` query parameter.
     #[serde(default = "one")]
     pub results: u32,
@@ -155,7 +163,26 @@ impl Config {
         errors
     }
 
-    /// The URL to fetch: `url`, else `DATASOURCE_URL`, else the randomuser.me default.
+    /// The URL to fetch: `url`, else the `http_conn_id` connection (which must exist), else
+    /// the `datasource_default` connection if defined, else `DATASOURCE_URL`, else the
+    /// randomuser.me default. Connections are read at each try.
+    pub fn resolve_url(
+        &self,
+        env: &crate::settings::OperatorEnv,
+    ) -> Result<String, crate::settings::LookupError> {
+        if let Some(u) = &self.url {
+            return Ok(u.clone());
+        }
+        let id = match &self.http_conn_id {
+            Some(id) => id.as_str(),
+            None if env.has_connection(DATASOURCE_CONN_ID) => DATASOURCE_CONN_ID,
+            None => return Ok(self.effective_url(env.datasource_url.as_deref())),
+        };
+        Ok(crate::operators::http::base_url(env.connection(id)?))
+    }
+
+    /// The URL to fetch without connections: `url`, else `DATASOURCE_URL`, else the
+    /// randomuser.me default.
     pub fn effective_url(&self, datasource_url: Option<&str>) -> String {
         self.url
             .as_deref()

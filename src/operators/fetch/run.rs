@@ -19,12 +19,12 @@ pub async fn run(config: Config, ctx: &TaskContext) -> Result<Outcome, OperatorE
     crate::operators::ensure_valid(config.validate())?;
     let mapping = Mapping::compile(&config.fields.0)
         .map_err(|e| OperatorError::config(format!("invalid `with.fields`: {e:?}")))?;
-    let url = config.effective_url(ctx.env.datasource_url.as_deref());
+    let url = config.resolve_url(&ctx.env)?;
     if let Err(e) = reqwest::Url::parse(&url) {
-        // `with.url` was checked above; this one came from DATASOURCE_URL.
+        // `with.url` was checked above; this one came from DATASOURCE_URL or a connection.
         return Err(
             OperatorError::config(format!("`{}` is not a valid URL: {e}", mask_uri(&url)))
-                .hint("fix DATASOURCE_URL or set `url` on the task"),
+                .hint("fix DATASOURCE_URL or the `http_conn_id` connection, or set `url` on the task"),
         );
     }
     let client = reqwest::Client::builder()

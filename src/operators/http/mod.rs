@@ -19,4 +19,4 @@ mod run;
 mod tests;
 
 pub use config::Config;
-pub use run::{build_url, run};
+pub use run::{base_url, build_url, run};

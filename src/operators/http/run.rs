@@ -4,10 +4,50 @@ use serde_json::Value;
 use super::Config;
 use crate::core::log::mask_uri;
 use crate::operators::error::classify;
-use crate::operators::{OperatorError, Outcome, Reason, TaskContext};
+use crate::operators::{OperatorError, Outcome, TaskContext};
 
-/// The request URL and basic-auth credentials from a connection URI and an endpoint. A URI
-/// that does not make an HTTP URL is a permanent error.
+/// A connection's base URL, with its login and password as user info. As Airflow's
+/// `HttpHook`: a host with `://` is the base URL; otherwise the scheme is `schema` when that
+/// is `http`/`https` (Airflow's HTTP connection form), else the connection type when it is
+/// `https`, else `http`, and a `schema` that is not a scheme is the base path (so the URI
+/// `https://api.example.com/v1` means what it says). `port` is appended when set.
+pub fn base_url(conn: &crate::settings::Connection) -> String {
+    use crate::core::connection::quote;
+    let host = conn.host.clone().unwrap_or_default();
+    let schema = conn.schema.clone().unwrap_or_default();
+    let scheme_in_schema = matches!(schema.as_str(), "http" | "https");
+    let mut url = if host.contains("://") {
+        host.clone()
+    } else {
+        let scheme = if scheme_in_schema {
+            schema.as_str()
+        } else if conn.conn_type == "https" {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{host}")
+    };
+    if let Some(login) = conn.login.as_deref().filter(|l| !l.is_empty()) {
+        let password = conn
+            .password
+            .as_deref()
+            .map(|p| format!(":{}", quote(p)))
+            .unwrap_or_default();
+        url = url.replacen("://", &format!("://{}{password}@", quote(login)), 1);
+    }
+    if let Some(port) = conn.port {
+        url.push_str(&format!(":{port}"));
+    }
+    if !scheme_in_schema && !schema.is_empty() && !host.contains("://") {
+        url.push('/');
+        url.push_str(&schema);
+    }
+    url
+}
+
+/// The request URL and basic-auth credentials from a base URL (with user info) and an
+/// endpoint.
 pub fn build_url(
     conn_uri: &str,
     endpoint: &str,
@@ -89,22 +129,8 @@ fn pairs(data: &serde_json::Map<String, Value>) -> Vec<(String, String)> {
 /// operator makes one call per try, as Airflow's does).
 pub async fn run(config: Config, ctx: &TaskContext) -> Result<Outcome, OperatorError> {
     crate::operators::ensure_valid(config.validate())?;
-    let conn = ctx.env.connections.get(&config.http_conn_id.to_lowercase()).ok_or_else(|| {
-        OperatorError::new(
-            Reason::MissingConnection,
-            format!("connection `{}` is not defined", config.http_conn_id),
-        )
-        .hint(format!(
-            "set AIRFLOW_CONN_{} to the base URL, e.g. https://api.example.com, or change `http_conn_id`",
-            config.http_conn_id.to_uppercase()
-        ))
-    })?;
-    let (mut url, auth) = build_url(&conn.uri, &config.endpoint).map_err(|e| {
-        e.hint(format!(
-            "fix AIRFLOW_CONN_{}",
-            config.http_conn_id.to_uppercase()
-        ))
-    })?;
+    let conn = ctx.env.connection(&config.http_conn_id)?;
+    let (mut url, auth) = build_url(&base_url(conn), &config.endpoint)?;
     let method = config.method.to_ascii_uppercase();
     if let (Some(Value::String(q)), "GET") = (&config.data, method.as_str()) {
         // A query string given as `data` is appended as is, as `requests` does.

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::*;
 use crate::operators::{ErrorKind, Reason, TaskContext};
-use crate::settings::{Connection, OperatorEnv};
+use crate::settings::OperatorEnv;
 
 /// An echo server: GET /v1/echo returns its query and auth header; POST /v1/form its form;
 /// GET /v1/fail answers 503.
@@ -48,15 +48,9 @@ async fn server() -> String {
 
 fn env(base: &str) -> OperatorEnv {
     let mut env = OperatorEnv::default();
-    env.connections.insert(
-        "http_default".into(),
-        Connection {
-            uri: format!("{base}/v1"),
-        },
-    );
+    env.set_env_connection("http_default", &format!("{base}/v1"));
     let with_auth = base.replacen("http://", "http://bob:s3cr%40t@", 1);
-    env.connections
-        .insert("api".into(), Connection { uri: with_auth });
+    env.set_env_connection("api", &with_auth);
     env
 }
 
@@ -200,18 +194,4 @@ async fn failures_say_whether_a_retry_can_help() {
         .await
         .unwrap_err();
     assert_eq!(err.reason(), Reason::BadConfig);
-    let mut ftp = OperatorEnv::default();
-    ftp.connections.insert(
-        "http_default".into(),
-        Connection {
-            uri: "ftp://files.example.com".into(),
-        },
-    );
-    let (ctx, _log) = TaskContext::for_test(ftp);
-    let err = run(get("x"), &ctx).await.unwrap_err();
-    assert_eq!(err.reason(), Reason::BadConfig);
-    assert!(
-        err.to_string().contains("AIRFLOW_CONN_HTTP_DEFAULT"),
-        "{err}"
-    );
 }

@@ -18,10 +18,14 @@ pub use embedded::{create_embedded_topic, is_embedded, read_topic, EmbeddedKafka
 use crate::operators::{OperatorError, Reason};
 use crate::settings::OperatorEnv;
 
+/// The connection Kafka operators use when `kafka_conn_id` is not given, if it is defined
+/// (Airflow's Kafka provider's default id), so brokers can be changed from the UI.
+pub const DEFAULT_CONN_ID: &str = "kafka_default";
+
 /// Resolves the bootstrap servers for a Kafka operator. Precedence: the task's literal
-/// `bootstrap_servers`, else its `kafka_conn_id` connection (which must exist), else
-/// `KAFKA_BOOTSTRAP_SERVERS` (in standalone, the embedded broker). Not finding any is
-/// permanent: another try would not find them either.
+/// `bootstrap_servers`, else its `kafka_conn_id` connection (which must exist), else the
+/// `kafka_default` connection if defined, else `KAFKA_BOOTSTRAP_SERVERS` (in standalone, the
+/// embedded broker). Connections are read at each try, so a change applies at the next one.
 pub fn bootstrap_servers(
     literal: Option<&str>,
     conn_id: Option<&str>,
@@ -31,18 +35,10 @@ pub fn bootstrap_servers(
         return Ok(s.trim().to_string());
     }
     if let Some(id) = conn_id {
-        let conn = env.connections.get(&id.to_lowercase()).ok_or_else(|| {
-            OperatorError::new(
-                Reason::MissingConnection,
-                format!("Kafka connection `{id}` is not defined"),
-            )
-            .hint(format!(
-                "set AIRFLOW_CONN_{} to e.g. kafka://broker1:9092,broker2:9092, or change `kafka_conn_id`",
-                id.to_uppercase()
-            ))
-        })?;
-        return servers_from_uri(&conn.uri)
-            .map_err(|e| e.hint(format!("fix AIRFLOW_CONN_{}", id.to_uppercase())));
+        return servers_of(env.connection(id)?);
+    }
+    if env.has_connection(DEFAULT_CONN_ID) {
+        return servers_of(env.connection(DEFAULT_CONN_ID)?);
     }
     env.kafka_bootstrap_servers.clone().ok_or_else(|| {
         OperatorError::new(Reason::MissingConnection, "no Kafka brokers configured").hint(
@@ -64,24 +60,23 @@ pub fn set_defaults(
     }
 }
 
-/// `kafka://h1:9092,h2:9092` (or a bare `h1:9092,h2:9092`) → `h1:9092,h2:9092`. Any user
-/// info and path are dropped: SASL settings belong in the operator's `properties`.
-pub fn servers_from_uri(uri: &str) -> Result<String, OperatorError> {
-    let rest = uri.split_once("://").map(|(_, r)| r).unwrap_or(uri);
-    let rest = rest.rsplit_once('@').map(|(_, r)| r).unwrap_or(rest);
-    let hosts = rest.split(['/', '?']).next().unwrap_or_default().trim();
-    if hosts.is_empty() {
-        return Err(OperatorError::config(
-            "the Kafka connection URI names no broker",
-        ));
+/// The brokers of a Kafka connection: its extra's `bootstrap.servers` (as Airflow's Kafka
+/// provider keeps them), else its host (a list `h1:9092,h2:9092`, or one host with `port`).
+/// User info and schema are not used: SASL settings belong in the operator's `properties`.
+pub fn servers_of(conn: &crate::settings::Connection) -> Result<String, OperatorError> {
+    let from_extra = conn
+        .extra_dejson()
+        .get("bootstrap.servers")
+        .and_then(|v| v.as_str().map(str::to_string));
+    match from_extra.or_else(|| conn.host_port()) {
+        Some(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+        _ => Err(OperatorError::config(format!("the Kafka connection `{}` names no broker: set its host (`broker:9092` or `b1:9092,b2:9092`) or `bootstrap.servers` in its extra", conn.conn_id))),
     }
-    Ok(hosts.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::Connection;
 
     #[test]
     fn broker_precedence() {
@@ -89,12 +84,7 @@ mod tests {
             kafka_bootstrap_servers: Some("env:9092".into()),
             ..Default::default()
         };
-        env.connections.insert(
-            "kafka_main".into(),
-            Connection {
-                uri: "kafka://u:pw@k1:9092,k2:9092/x".into(),
-            },
-        );
+        env.set_env_connection("kafka_main", "kafka://u:pw@k1:9092,k2:9092/x");
         assert_eq!(
             bootstrap_servers(Some("lit:1"), Some("kafka_main"), &env).unwrap(),
             "lit:1"
@@ -104,6 +94,11 @@ mod tests {
             "k1:9092,k2:9092"
         );
         assert_eq!(bootstrap_servers(None, None, &env).unwrap(), "env:9092");
+        env.set_env_connection(
+            "kafka_default",
+            r#"{"conn_type": "kafka", "extra": {"bootstrap.servers": "d1:9092"}}"#,
+        );
+        assert_eq!(bootstrap_servers(None, None, &env).unwrap(), "d1:9092");
         let err = bootstrap_servers(None, Some("nope"), &env)
             .unwrap_err()
             .to_string();

@@ -3,10 +3,11 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use crate::core::connection::quote;
 use crate::core::log::mask_uri;
 use crate::core::Duration;
 use crate::operators::{OperatorError, Reason};
-use crate::settings::OperatorEnv;
+use crate::settings::{Connection, OperatorEnv};
 
 /// The connection a sink uses when `conn_id` is not given, if it is defined.
 pub const DEFAULT_CONN_ID: &str = "sink_default";
@@ -106,22 +107,10 @@ impl Target {
     /// names no usable target, is permanent.
     pub fn resolve(conn_id: Option<&str>, env: &OperatorEnv) -> Result<Target, OperatorError> {
         if let Some(id) = conn_id {
-            let conn = env.connections.get(&id.to_lowercase()).ok_or_else(|| {
-                OperatorError::new(
-                    Reason::MissingConnection,
-                    format!("sink connection `{id}` is not defined"),
-                )
-                .hint(format!(
-                    "set AIRFLOW_CONN_{} to a postgres:// or cassandra:// URI, or change `conn_id`",
-                    id.to_uppercase()
-                ))
-            })?;
-            return Target::from_uri(&conn.uri)
-                .map_err(|e| e.hint(format!("fix AIRFLOW_CONN_{}", id.to_uppercase())));
+            return Target::from_conn(env.connection(id)?);
         }
-        if let Some(conn) = env.connections.get(DEFAULT_CONN_ID) {
-            return Target::from_uri(&conn.uri)
-                .map_err(|e| e.hint("fix AIRFLOW_CONN_SINK_DEFAULT"));
+        if env.has_connection(DEFAULT_CONN_ID) {
+            return Target::from_conn(env.connection(DEFAULT_CONN_ID)?);
         }
         if let Some(points) = &env.cassandra_contact_points {
             return Ok(Target::Cassandra {
@@ -141,38 +130,65 @@ impl Target {
 
     /// `postgres://…` / `postgresql://…` or `cassandra://[user:pw@]h1:9042,h2:9042[/…]`.
     pub fn from_uri(uri: &str) -> Result<Target, OperatorError> {
-        let (scheme, rest) = uri.split_once("://").ok_or_else(|| {
-            OperatorError::config(format!(
-                "the sink connection `{}` has no scheme",
-                mask_uri(uri)
-            ))
+        let conn = Connection::from_uri("sink", uri).map_err(|e| {
+            OperatorError::config(format!("the sink connection `{}`: {e}", mask_uri(uri)))
         })?;
-        match scheme.to_ascii_lowercase().as_str() {
-            "postgres" | "postgresql" => Ok(Target::Postgres {
-                url: uri.to_string(),
-            }),
-            "cassandra" | "scylla" => {
-                let (userinfo, hosts) = match rest.rsplit_once('@') {
-                    Some((u, h)) => (Some(u), h),
-                    None => (None, rest),
-                };
-                let hosts = hosts.split(['/', '?']).next().unwrap_or_default();
-                let points = split_hosts(hosts, 9042);
-                if points.is_empty() {
-                    return Err(OperatorError::config(
-                        "the Cassandra connection names no host",
-                    ));
+        Target::from_conn(&conn)
+    }
+
+    /// The target a connection names, by its type: `postgres` (login, password, host,
+    /// port, schema = database, extra = URL parameters such as `sslmode`) or `cassandra` /
+    /// `scylla` (host = contact points, `h1,h2:9043`, port as the default port, login and
+    /// password).
+    pub fn from_conn(conn: &Connection) -> Result<Target, OperatorError> {
+        match conn.conn_type.to_ascii_lowercase().as_str() {
+            "postgres" | "postgresql" => {
+                let mut url = String::from("postgres://");
+                if let Some(l) = conn.login.as_deref().filter(|l| !l.is_empty()) {
+                    url.push_str(&quote(l));
+                    if let Some(p) = &conn.password {
+                        url.push(':');
+                        url.push_str(&quote(p));
+                    }
+                    url.push('@');
                 }
-                let user = userinfo
-                    .and_then(|u| u.split_once(':'))
-                    .map(|(u, p)| (u.to_string(), p.to_string()));
+                url.push_str(&conn.host_port().unwrap_or_default());
+                if let Some(db) = conn.schema.as_deref().filter(|s| !s.is_empty()) {
+                    url.push('/');
+                    url.push_str(&quote(db));
+                }
+                let params: Vec<String> = conn
+                    .extra_dejson()
+                    .iter()
+                    .map(|(k, v)| {
+                        let v = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+                        format!("{}={}", quote(k), quote(&v))
+                    })
+                    .collect();
+                if !params.is_empty() {
+                    url.push('?');
+                    url.push_str(&params.join("&"));
+                }
+                Ok(Target::Postgres { url })
+            }
+            "cassandra" | "scylla" => {
+                let port = conn.port.and_then(|p| u16::try_from(p).ok()).unwrap_or(9042);
+                let points = split_hosts(conn.host.as_deref().unwrap_or_default(), port);
+                if points.is_empty() {
+                    return Err(OperatorError::config(format!(
+                        "the Cassandra connection `{}` names no host",
+                        conn.conn_id
+                    )));
+                }
+                let user = conn.login.clone().filter(|l| !l.is_empty()).map(|l| (l, conn.password.clone().unwrap_or_default()));
                 Ok(Target::Cassandra {
                     contact_points: points,
                     user,
                 })
             }
             other => Err(OperatorError::config(format!(
-                "sink connections must be postgres:// or cassandra://, not `{other}://`"
+                "sink connections must be of type postgres or cassandra, not `{other}` (connection `{}`)",
+                conn.conn_id
             ))),
         }
     }

@@ -3,7 +3,7 @@ use serde_json::json;
 
 use super::record::{commit_offsets, parse, split, Message, Row};
 use super::*;
-use crate::settings::{Connection, OperatorEnv};
+use crate::settings::OperatorEnv;
 
 fn msg(partition: i32, offset: i64, payload: &str) -> Message {
     Message {
@@ -164,24 +164,17 @@ fn target_resolution_rules() {
             user: None
         }
     );
-    env.connections.insert(
-        "sink_default".into(),
-        Connection {
-            uri: "postgresql://u:pw@pg/y".into(),
-        },
+    env.set_env_connection(
+        "sink_default",
+        "postgresql://u:p%40w@pg:5433/y?sslmode=require",
     );
     assert_eq!(
         Target::resolve(None, &env).unwrap(),
         Target::Postgres {
-            url: "postgresql://u:pw@pg/y".into()
+            url: "postgres://u:p%40w@pg:5433/y?sslmode=require".into()
         }
     );
-    env.connections.insert(
-        "cass".into(),
-        Connection {
-            uri: "cassandra://me:pw@k1,k2:9999/ks".into(),
-        },
-    );
+    env.set_env_connection("cass", "cassandra://me:pw@k1,k2:9999/ks");
     assert_eq!(
         Target::resolve(Some("CASS"), &env).unwrap(),
         Target::Cassandra {

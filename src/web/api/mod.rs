@@ -13,9 +13,14 @@ use super::error::ApiError;
 use super::AppState;
 use crate::db::web::{self as q, DagFilter};
 
+mod admin_common;
+pub mod connections;
 pub mod models;
 pub mod openapi;
+mod openapi_admin;
+pub mod pools;
 pub mod runs;
+pub mod variables;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -35,6 +40,35 @@ pub fn routes() -> Router<AppState> {
             get(runs::logs),
         )
         .route("/api/v2/importErrors", get(import_errors))
+        .route(
+            "/api/v2/variables",
+            get(variables::list).post(variables::create),
+        )
+        .route(
+            "/api/v2/variables/{*key}",
+            get(variables::get)
+                .patch(variables::patch)
+                .delete(variables::delete),
+        )
+        .route(
+            "/api/v2/connections",
+            get(connections::list).post(connections::create),
+        )
+        .route(
+            "/api/v2/connections/test",
+            axum::routing::post(connections::test),
+        )
+        .route(
+            "/api/v2/connections/{connection_id}",
+            get(connections::get)
+                .patch(connections::patch)
+                .delete(connections::delete),
+        )
+        .route("/api/v2/pools", get(pools::list).post(pools::create))
+        .route(
+            "/api/v2/pools/{*name}",
+            get(pools::get).patch(pools::patch).delete(pools::delete),
+        )
         .route("/api/v2/version", get(version))
 }
 
@@ -80,6 +114,10 @@ impl Params {
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+    }
+    /// Every parameter name given.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(k, _)| k.as_str())
     }
     pub fn all(&self, name: &str) -> Vec<String> {
         self.0

@@ -105,5 +105,7 @@ pub fn spec() -> Value {
 }
 
 pub async fn document() -> Json<Value> {
-    Json(spec())
+    let mut spec = spec();
+    super::openapi_admin::extend(&mut spec);
+    Json(spec)
 }

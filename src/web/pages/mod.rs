@@ -7,12 +7,15 @@ use chrono::{DateTime, Utc};
 
 use super::AppState;
 
+pub mod connections;
 pub mod dag_detail;
 pub mod dags;
 pub mod import_errors;
 pub mod logs;
+pub mod pools;
 pub mod runs;
 pub mod trigger;
+pub mod variables;
 
 use axum::response::Response;
 
@@ -48,6 +51,9 @@ pub fn routes() -> Router<AppState> {
             get(logs::download),
         )
         .route("/import-errors", get(import_errors::list))
+        .merge(variables::routes())
+        .merge(connections::routes())
+        .merge(pools::routes())
 }
 
 /// `2026-11-21 17:09:43` (UTC), or an em dash.
