@@ -340,7 +340,12 @@ async fn start_run(
     let (pools, slots): (Vec<&str>, Vec<i32>) = dag
         .tasks
         .iter()
-        .map(|t| (t.pool_name(), i32::try_from(t.pool_slots).unwrap_or(i32::MAX)))
+        .map(|t| {
+            (
+                t.pool_name(),
+                i32::try_from(t.pool_slots).unwrap_or(i32::MAX),
+            )
+        })
         .unzip();
     let states: Vec<TaskState> = dag
         .tasks

@@ -390,7 +390,7 @@ async fn a_missing_pool_is_an_import_error_and_a_vanished_pool_fails_the_try() {
 /// Two workers claim at once from one pool of 2 slots: never more than 2 slots run. The
 /// slot counts the API reports are checked along the way.
 #[tokio::test]
-#[ignore = "pools are enforced at claim by the integrator"]
+
 async fn a_pool_never_runs_more_than_its_slots_with_two_workers() {
     let db = fresh_db().await;
     let spec = updraft::db::pools::PoolSpec {

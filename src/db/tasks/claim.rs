@@ -4,8 +4,8 @@
 //! now does not wait behind tasks queued after it.
 //!
 //! Claims run one at a time, under a transaction-scoped advisory lock, so the limits they
-//! check are exact: `max_active_tasks` per run (as in Airflow 3) is never overshot by two
-//! workers claiming in the same instant. A claim holds the lock for one short statement and
+//! check are exact: neither `max_active_tasks` per run (as in Airflow 3) nor a pool's slots
+//! are ever overshot by two workers claiming in the same instant. A claim holds the lock for one short statement and
 //! waits on no row (`SKIP LOCKED`), so it cannot take part in a deadlock.
 
 use chrono::{DateTime, Utc};
@@ -34,9 +34,12 @@ pub struct Claimed {
 
 /// Claims up to `limit` task instances whose time has come, leasing them to `worker`.
 ///
-/// Candidates of runs already at `max_active_tasks` are passed over in the scan; the rest are
-/// ranked within their run so that a claim never takes more than a run has room for. Four
-/// times `limit` candidates are locked so that a run at its limit does not crowd out others.
+/// Candidates of runs already at `max_active_tasks`, or of pools already full, are passed over
+/// in the scan; the rest are ranked within their run and their pool (by `pool_slots`, in due
+/// order) so that a claim never takes more than a run or a pool has room for. A pool of -1
+/// slots is unlimited, as in Airflow. A task whose pool does not exist is claimed anyway, so
+/// the worker fails it with a message naming the pool instead of it waiting forever. Four
+/// times `limit` candidates are locked so that a full run or pool does not crowd out others.
 pub async fn claim(
     pool: &PgPool,
     worker: Uuid,
@@ -49,11 +52,19 @@ pub async fn claim(
         .execute(&mut *tx)
         .await?;
     let claimed = sqlx::query_as::<_, Claimed>(
-        "WITH cand AS (
-             SELECT q.id, q.run_pk, q.dag_id, q.not_before FROM task_instances q
+        "WITH pool_room AS (
+             SELECT p.pool,
+                    CASE WHEN p.slots < 0 THEN NULL
+                         ELSE p.slots - coalesce((SELECT sum(a.pool_slots) FROM task_instances a
+                                                  WHERE a.pool = p.pool AND a.state = 'running'), 0)
+                    END AS room
+             FROM pools p
+         ), cand AS (
+             SELECT q.id, q.run_pk, q.dag_id, q.pool, q.pool_slots, q.not_before FROM task_instances q
              WHERE q.state IN ('queued', 'up_for_retry') AND q.not_before <= now()
                AND (SELECT count(*) FROM task_instances a WHERE a.run_pk = q.run_pk AND a.state = 'running')
                    < (SELECT d.max_active_tasks FROM dags d WHERE d.dag_id = q.dag_id)
+               AND coalesce((SELECT pr.room >= q.pool_slots FROM pool_room pr WHERE pr.pool = q.pool), true)
              ORDER BY q.not_before, q.id
              FOR UPDATE SKIP LOCKED
              LIMIT $2 * 4
@@ -61,10 +72,14 @@ pub async fn claim(
              SELECT c.id, c.not_before,
                     row_number() OVER (PARTITION BY c.run_pk ORDER BY c.not_before, c.id) AS rn,
                     (SELECT d.max_active_tasks FROM dags d WHERE d.dag_id = c.dag_id)
-                      - (SELECT count(*) FROM task_instances a WHERE a.run_pk = c.run_pk AND a.state = 'running') AS room
+                      - (SELECT count(*) FROM task_instances a WHERE a.run_pk = c.run_pk AND a.state = 'running') AS room,
+                    sum(c.pool_slots) OVER (PARTITION BY c.pool ORDER BY c.not_before, c.id) AS pool_used,
+                    (SELECT pr.room FROM pool_room pr WHERE pr.pool = c.pool) AS pool_room
              FROM cand c
          ), chosen AS (
-             SELECT id FROM ranked WHERE rn <= room ORDER BY not_before, id LIMIT $2
+             SELECT id FROM ranked
+             WHERE rn <= room AND (pool_room IS NULL OR pool_used <= pool_room)
+             ORDER BY not_before, id LIMIT $2
          )
          UPDATE task_instances t
          SET state = 'running', try_number = t.try_number + 1, lease_owner = $1,

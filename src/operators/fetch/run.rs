@@ -23,8 +23,9 @@ pub async fn run(config: Config, ctx: &TaskContext) -> Result<Outcome, OperatorE
     if let Err(e) = reqwest::Url::parse(&url) {
         // `with.url` was checked above; this one came from DATASOURCE_URL or a connection.
         return Err(
-            OperatorError::config(format!("`{}` is not a valid URL: {e}", mask_uri(&url)))
-                .hint("fix DATASOURCE_URL or the `http_conn_id` connection, or set `url` on the task"),
+            OperatorError::config(format!("`{}` is not a valid URL: {e}", mask_uri(&url))).hint(
+                "fix DATASOURCE_URL or the `http_conn_id` connection, or set `url` on the task",
+            ),
         );
     }
     let client = reqwest::Client::builder()
