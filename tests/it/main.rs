@@ -6,6 +6,7 @@ mod api_client;
 mod browser;
 mod browser_conns;
 mod browser_standalone;
+mod chaos;
 mod cli;
 mod compose;
 mod conns;
