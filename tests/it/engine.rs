@@ -612,3 +612,93 @@ async fn manual_run_ids_cannot_take_scheduled_names_and_unpause_replans() {
         "unpausing plans afresh instead of firing the stale run"
     );
 }
+
+/// Queued tasks and due retries are claimed in one due-time order: a retry due before a task
+/// was queued goes first, not behind the whole queue.
+#[tokio::test]
+async fn retries_are_claimed_in_due_order_with_the_queue() {
+    let db = fresh_db().await;
+    install(
+        &db.pool,
+        &[dag(
+            "due_order",
+            vec![empty("a", &[]), empty("b", &[]), empty("c", &[])],
+        )],
+    )
+    .await;
+    trigger(&db.pool, "due_order", serde_json::json!({})).await;
+    let specs = updraft::db::tasks::SpecCache::default();
+    updraft::db::scheduling::start_queued_runs(&db.pool, &specs)
+        .await
+        .unwrap();
+    // `a` was queued 10 s ago, `b` failed and its retry fell due 5 s ago, `c` was queued 1 s ago.
+    sqlx::query(
+        "UPDATE task_instances SET
+            not_before = now() - CASE task_id WHEN 'a' THEN interval '10 s' WHEN 'b' THEN interval '5 s' ELSE interval '1 s' END,
+            state = CASE task_id WHEN 'b' THEN 'up_for_retry' ELSE state END,
+            try_number = CASE task_id WHEN 'b' THEN 1 ELSE 0 END",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let worker = uuid::Uuid::new_v4();
+    updraft::db::tasks::register_worker(
+        &db.pool,
+        worker,
+        "test",
+        1,
+        updraft::dag::Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    let mut order = Vec::new();
+    for _ in 0..3 {
+        let c = updraft::db::tasks::claim(&db.pool, worker, "test", 1)
+            .await
+            .unwrap();
+        order.push(c[0].task_id.clone());
+    }
+    assert_eq!(order, ["a", "b", "c"]);
+}
+
+/// A run whose data Postgres refuses at start (a dagrun_timeout past the end of time, stored
+/// by a release that did not bound it) fails with the reason, is recorded on its DAG, and
+/// the DAG beside it runs.
+#[tokio::test]
+async fn a_run_that_cannot_start_fails_alone() {
+    let db = fresh_db().await;
+    install(
+        &db.pool,
+        &[
+            dag("forever", vec![empty("a", &[])]),
+            dag("fine", vec![empty("a", &[])]),
+        ],
+    )
+    .await;
+    sqlx::query(
+        "UPDATE dag_versions SET spec = jsonb_set(spec, '{dagrun_timeout}', '\"99999999999999999999s\"')
+         WHERE dag_id = 'forever'",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let bad = trigger(&db.pool, "forever", serde_json::json!({})).await;
+    let good = trigger(&db.pool, "fine", serde_json::json!({})).await;
+    let folder = empty_folder();
+    let engine = Engine::start(&db.pool, fast_settings(folder.path()), 1, 1);
+    assert_eq!(wait_run(&db.pool, "fine", &good, LIMIT).await, "success");
+    assert_eq!(wait_run(&db.pool, "forever", &bad, LIMIT).await, "failed");
+    engine.stop().await;
+    let (note, error): (Option<String>, Option<String>) = sqlx::query_as(
+        "SELECT r.note, d.scheduler_error FROM dag_runs r JOIN dags d ON d.dag_id = r.dag_id
+         WHERE r.run_id = $1",
+    )
+    .bind(&bad)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(note
+        .unwrap_or_default()
+        .contains("could not start this run"));
+    assert!(error.unwrap_or_default().contains("starting a run"));
+}
