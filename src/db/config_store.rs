@@ -10,17 +10,6 @@ use super::{connections, variables};
 use crate::core::fernet::Vault;
 use crate::settings::Stored;
 
-/// The configuration generation and whether `pool_name` exists, in one round trip: what a
-/// worker asks before each try.
-pub async fn generation_and_pool(pool: &PgPool, pool_name: &str) -> sqlx::Result<(i64, bool)> {
-    sqlx::query_as(
-        "SELECT generation, EXISTS (SELECT 1 FROM pools WHERE pool = $1) FROM config_generation",
-    )
-    .bind(pool_name)
-    .fetch_one(pool)
-    .await
-}
-
 /// Every connection and variable, decrypted. An entry that cannot be decrypted is kept as
 /// its error, so only the tries that use it fail. The generation is read first: a change
 /// racing the read leaves an older number and a newer content, which at worst reloads once

@@ -2,10 +2,10 @@
 //! database, with every secret of both masked in the try's log.
 //!
 //! The database is read at each try, so a change made in the UI, the API or the CLI applies
-//! at the next try without a restart. To keep that cheap, a try asks only for the
-//! configuration generation (a counter a trigger bumps on every change), together with
-//! whether its pool exists, in one round trip; the tables themselves are read and decrypted
-//! again only when the generation moved, and the result is shared by every try until then.
+//! at the next try without a restart. To keep that cheap, the claim itself returns the
+//! configuration generation (a counter a trigger bumps on every change) and whether the
+//! task's pool exists; the tables themselves are read and decrypted again only when the
+//! generation moved, and the result is shared by every try until then.
 //! No SQL here: it is in `db::config_store`.
 
 use std::sync::Arc;
@@ -56,9 +56,13 @@ impl ConfigCache {
         (self.base.clone(), self.base_secrets.clone())
     }
 
-    /// The configuration for a try of a task in `pool_name`.
-    pub async fn for_try(&self, db: &PgPool, pool_name: &str) -> sqlx::Result<TryConfig> {
-        let (generation, pool_exists) = config_store::generation_and_pool(db, pool_name).await?;
+    /// The configuration for a try claimed at configuration `generation`.
+    pub async fn for_try(
+        &self,
+        db: &PgPool,
+        generation: i64,
+        pool_exists: bool,
+    ) -> sqlx::Result<TryConfig> {
         let mut slot = self.loaded.lock().await;
         let current = match slot.as_ref().filter(|l| l.generation == generation) {
             Some(l) => l.clone(),

@@ -20,7 +20,6 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, instrument, warn};
 use uuid::Uuid;
 
-use crate::db::pools::DEFAULT_POOL;
 use crate::db::tasks::{self, Claimed, SpecCache};
 use crate::db::{self, WORKER_CHANNEL};
 use crate::operators::TaskLog;
@@ -267,13 +266,9 @@ impl Worker {
             },
         );
         // Read before the log exists, so every line of the try is masked for what it can see.
-        let pool_name = match self.specs.get(&self.pool, c.version_id).await {
-            Ok(dag) => dag.task(&c.task_id).map(|t| t.pool_name().to_string()),
-            Err(_) => None,
-        };
         let prepared = self
             .config
-            .for_try(&self.pool, pool_name.as_deref().unwrap_or(DEFAULT_POOL))
+            .for_try(&self.pool, c.config_generation, c.pool_exists)
             .await;
         let secrets = match &prepared {
             Ok(p) => p.secrets.clone(),
@@ -298,7 +293,7 @@ impl Worker {
             // an import error).
             Ok(p) if !p.pool_exists => Err(anyhow::anyhow!(
                 "pool `{}` does not exist: create it (UI Admin → Pools, `updraft pools set`, or the API) or change the task's `pool`",
-                pool_name.as_deref().unwrap_or(DEFAULT_POOL)
+                c.pool
             )),
             Ok(p) => self.execute(&c, log.clone(), cancel, p.env).await,
         };

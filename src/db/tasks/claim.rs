@@ -30,6 +30,12 @@ pub struct Claimed {
     pub data_interval_start: DateTime<Utc>,
     pub data_interval_end: DateTime<Utc>,
     pub conf: serde_json::Value,
+    /// The connections-and-variables generation as of the claim, so the worker knows
+    /// without another round trip whether its cached copy is current.
+    pub config_generation: i64,
+    /// The task's pool, and whether it exists (a task whose pool vanished fails naming it).
+    pub pool: String,
+    pub pool_exists: bool,
 }
 
 /// Claims up to `limit` task instances whose time has come, leasing them to `worker`.
@@ -88,7 +94,9 @@ pub async fn claim(
          FROM dag_runs r
          WHERE r.id = t.run_pk AND t.id IN (SELECT id FROM chosen)
          RETURNING t.id AS ti_id, t.run_pk, t.dag_id, t.task_id, t.try_number, t.max_tries, r.version_id,
-                   r.run_id, r.logical_date, r.data_interval_start, r.data_interval_end, r.conf",
+                   r.run_id, r.logical_date, r.data_interval_start, r.data_interval_end, r.conf,
+                   (SELECT g.generation FROM config_generation g) AS config_generation, t.pool,
+                   EXISTS (SELECT 1 FROM pools p WHERE p.pool = t.pool) AS pool_exists",
     )
     .bind(worker)
     .bind(limit)
