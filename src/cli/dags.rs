@@ -8,7 +8,7 @@ use sqlx::PgPool;
 
 use crate::cli::{parse_conf, pool_for, DagsCommand, POLL};
 use crate::core::{RunState, TaskState};
-use crate::dag::DagBag;
+use crate::dag::{DagBag, DagFolder};
 use crate::db::{self, runs};
 use crate::settings::Settings;
 
@@ -115,7 +115,7 @@ async fn list(pool: &PgPool) -> anyhow::Result<i32> {
 
 fn validate(settings: &Settings) -> i32 {
     let folder = &settings.core.dags_folder;
-    let bag = DagBag::load(folder);
+    let bag = DagFolder::new(folder, settings.core.dag_file_max_bytes).load();
     for w in bag.warnings.values().flatten() {
         println!("warning: {w}");
     }
@@ -182,7 +182,7 @@ pub async fn wait_for_run(
 async fn test(settings: &Settings, dag_id: &str, conf: Option<&str>) -> anyhow::Result<i32> {
     let conf = parse_conf(conf)?;
     let folder = &settings.core.dags_folder;
-    let bag = DagBag::load(folder);
+    let bag = DagFolder::new(folder, settings.core.dag_file_max_bytes).load();
     let Some(loaded) = bag.dags.values().find(|d| d.dag.dag_id.as_str() == dag_id) else {
         for e in bag.errors.values().flatten() {
             eprintln!("error: {e}");

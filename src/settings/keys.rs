@@ -75,6 +75,8 @@ pub const KEYS: &[Key] = &[
     key("core.home", "UPDRAFT_HOME", "standalone's state: private Postgres cluster, generated admin password, its database URL for other commands, and the default config file `updraft.toml`")
         .flag("--home")
         .default_doc("`~/.updraft` (`/var/lib/updraft` as root)"),
+    key("core.dag_file_max_bytes", "UPDRAFT_DAG_FILE_MAX_BYTES", "a DAG file (or a file it reads with `$f`) bigger than this many bytes is an import error; bounds what one file can cost the DAG processor")
+        .kind(Kind::Int),
     key("database.url", "DATABASE_URL", "the Postgres metadata database; unset: standalone picks one (a local server, else a private cluster) and other commands use standalone's")
         .flag("--database-url")
         .secrecy(Secrecy::Url),

@@ -55,6 +55,8 @@ pub struct Core {
     /// Where standalone keeps its state (private Postgres cluster, generated password, the
     /// database URL other commands find, the default config file).
     pub home: PathBuf,
+    /// A DAG file (or `$f` file) bigger than this is an import error instead of being read.
+    pub dag_file_max_bytes: u64,
 }
 
 impl Default for Core {
@@ -62,6 +64,7 @@ impl Default for Core {
         Core {
             dags_folder: PathBuf::from("./dags"),
             home: PathBuf::from(".updraft"),
+            dag_file_max_bytes: 4 << 20,
         }
     }
 }
@@ -178,6 +181,7 @@ impl Settings {
     pub fn engine(&self) -> EngineSettings {
         EngineSettings {
             dags_folder: self.core.dags_folder.clone(),
+            dag_file_max_bytes: self.core.dag_file_max_bytes,
             process_dags_folder: true,
             worker_slots: self.worker.slots.max(1),
             lease_ttl: self.worker.lease_ttl,
@@ -212,6 +216,8 @@ pub fn hostname() -> String {
 #[derive(Clone, Debug)]
 pub struct EngineSettings {
     pub dags_folder: PathBuf,
+    /// Files in `dags_folder` bigger than this are import errors.
+    pub dag_file_max_bytes: u64,
     /// Whether the scheduler keeps the database in step with `dags_folder`. Off for
     /// `dags test` (it stores its one DAG itself) and for tests that install DAGs directly.
     pub process_dags_folder: bool,
