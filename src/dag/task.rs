@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use super::args::{self, ArgScope};
 use super::model::{Task, TaskId};
 use super::read::{
-    backoff_multiplier, count, duration, is_callback, key_str, opt, string, Report, Source,
+    backoff_multiplier, duration_in, int_in, is_callback, key_str, limits, opt, string, Report,
+    Source,
 };
 use super::yaml::{Node, NodeKind};
 use crate::core::TriggerRule;
@@ -265,11 +266,11 @@ fn validate_task(
                 task.args = args::convert_with(r, value, &scope);
             }
             "needs" => task.upstream.extend(needs(r, value, id, ids)),
-            "retries" => task.retries = count(r, value, k).unwrap_or(0),
-            "retry_delay" => task.retry_delay = duration(r, value, k).unwrap_or(task.retry_delay),
+            "retries" => task.retries = int_in(r, value, k, limits::RETRIES).unwrap_or(0),
+            "retry_delay" => task.retry_delay = duration_in(r, value, k, false).unwrap_or(task.retry_delay),
             "retry_exponential_backoff" => task.retry_exponential_backoff = backoff_multiplier(r, value, k).unwrap_or(0.0),
-            "max_retry_delay" => task.max_retry_delay = opt(value, |v| duration(r, v, k)),
-            "execution_timeout" => task.execution_timeout = opt(value, |v| duration(r, v, k)),
+            "max_retry_delay" => task.max_retry_delay = opt(value, |v| duration_in(r, v, k, false)),
+            "execution_timeout" => task.execution_timeout = opt(value, |v| duration_in(r, v, k, true)),
             "trigger_rule" => match value.as_str().map(TriggerRule::parse) {
                 Some(Ok(rule)) => task.trigger_rule = rule,
                 Some(Err(e)) => r.error(value, k, e),
