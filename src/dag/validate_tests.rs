@@ -182,7 +182,7 @@ fn every_error_at_once_with_positions() {
     at(5, "unknown top-level key `foo`");
     at(6, "templates");
     at(7, "callbacks");
-    at(11, "0 or more");
+    at(11, "from 0 to 10000");
     at(12, "invalid duration `5x`");
     at(13, "all_success");
     at(14, "unknown key `nope` for the bash operator");
