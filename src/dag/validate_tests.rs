@@ -523,3 +523,53 @@ fn numbers_out_of_range_are_errors_with_positions() {
     assert_eq!((d.max_active_runs, d.max_active_tasks), (100_000, 1));
     assert_eq!(d.tasks[0].retries, 10_000);
 }
+
+/// Operator numbers that would exhaust a worker (a `Vec` of 4 billion records, a timeout too
+/// large for a `Duration`) are refused when the file loads.
+#[test]
+fn operator_numbers_out_of_range_are_errors() {
+    let cases = [
+        (
+            "updraft.fetch",
+            "{fields: {id: id}, results: 4000000000}",
+            "with.results",
+            "at most 1000000",
+        ),
+        (
+            "updraft.fetch",
+            "{fields: {id: id}, concurrency: 1000000}",
+            "with.concurrency",
+            "between 1 and 64",
+        ),
+        (
+            "updraft.fetch",
+            "{fields: {id: id}, timeout: 99999999999999999999}",
+            "with",
+            "at most 36500d",
+        ),
+        (
+            "updraft.sink",
+            "{batch_size: 1000000000}",
+            "with.batch_size",
+            "at most 100000",
+        ),
+        (
+            "updraft.http",
+            "{endpoint: x, extra_options: {timeout: 1e300}}",
+            "with.extra_options.timeout",
+            "at most 86400",
+        ),
+    ];
+    for (uses, with, field, message) in cases {
+        let src =
+            format!("{HEAD}dag_id: d\ntasks:\n  - id: t\n    uses: {uses}\n    with: {with}\n");
+        let p = parse(&src);
+        assert!(
+            p.errors
+                .iter()
+                .any(|e| e.field.as_deref() == Some(field) && e.message.contains(message)),
+            "{uses} {with}: {:#?}",
+            p.errors
+        );
+    }
+}
