@@ -84,17 +84,17 @@ async fn list(pool: &PgPool) -> anyhow::Result<i32> {
         println!("No DAGs yet. Put DAG files in the DAGs folder and start a scheduler (`updraft standalone`).");
     } else {
         println!(
-            "{:<32} {:<16} {:<7} {:<26} file",
+            "{:<32} {:<16} {:<7} {:<29} file",
             "dag_id", "schedule", "paused", "next run after"
         );
         for d in dags {
-            let next = d
-                .next_run_after
-                .filter(|t| t.timestamp() < 253_402_300_799)
-                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-                .unwrap_or_else(|| "-".into());
+            let next = match d.next_run_after {
+                _ if d.schedule_ended => db::dags::ended_text(d.end_date).to_string(),
+                Some(t) => t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                None => "-".into(),
+            };
             println!(
-                "{:<32} {:<16} {:<7} {:<26} {}",
+                "{:<32} {:<16} {:<7} {:<29} {}",
                 d.dag_id,
                 d.schedule.unwrap_or_else(|| "None".into()),
                 d.is_paused,

@@ -12,6 +12,7 @@ mod dag_files;
 mod engine;
 mod folder;
 mod helpers;
+mod hostile;
 mod pipeline;
 mod pipeline_e2e;
 mod spec;

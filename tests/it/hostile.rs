@@ -1,0 +1,132 @@
+//! Hostile input, end to end: DAGs whose numbers or dates could stop the others, requests
+//! with NUL bytes and odd run ids, secrets kept from tasks.
+
+use std::process::Command;
+use std::time::Duration;
+
+use chrono::TimeZone;
+use serde_json::Value;
+use updraft::dag::{Dag, DagId};
+
+use crate::helpers::*;
+use crate::web_support::{sample_dag, texts, TestApp};
+
+fn updraft_cli(db_url: &str, args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_updraft"))
+        .args(args)
+        .env("DATABASE_URL", db_url)
+        .env("UPDRAFT_LOG", "warn")
+        .env(
+            "UPDRAFT_HOME",
+            std::env::temp_dir().join("updraft-cli-test-home"),
+        )
+        .output()
+        .expect("run updraft");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+/// A daily DAG whose `end_date` passed years ago: nothing more will be scheduled. Its
+/// planned "next run" used to be stored as 'infinity', which no reader could decode, so the
+/// DAG list failed for every DAG, in the CLI, the API and the UI.
+#[tokio::test]
+async fn a_dag_whose_end_date_passed_does_not_break_the_lists() {
+    let app = TestApp::spawn().await;
+    let ended = Dag {
+        schedule: updraft::dag::schedule::parse("@daily").unwrap(),
+        start_date: Some(chrono::Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap()),
+        end_date: Some(chrono::Utc.with_ymd_and_hms(2020, 1, 5, 0, 0, 0).unwrap()),
+        ..sample_dag("ended", &[])
+    };
+    let live = Dag {
+        schedule: updraft::dag::schedule::parse("@daily").unwrap(),
+        start_date: Some(chrono::Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap()),
+        ..sample_dag("live", &[])
+    };
+    install(app.pool(), &[ended, live]).await;
+    let specs = updraft::db::tasks::SpecCache::default();
+    let planned = updraft::db::scheduling::plan_next_runs(app.pool(), &specs, false)
+        .await
+        .unwrap();
+    assert_eq!(planned, 2);
+
+    // CLI
+    let (code, out) = updraft_cli(&app.db.url, &["dags", "list"]);
+    assert_eq!(code, Some(0), "{out}");
+    let line = out.lines().find(|l| l.starts_with("ended ")).expect(&out);
+    assert!(line.contains("no next run (end_date passed)"), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("live ")), "{out}");
+
+    // API: every DAG answers, the ended one with Airflow's null next_dagrun*.
+    let token = app.token().await;
+    let res = app
+        .client
+        .get(app.url("/api/v2/dags"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["total_entries"], 2, "{body}");
+    let ended = &body["dags"][0];
+    assert_eq!(ended["dag_id"], "ended");
+    for field in [
+        "next_dagrun_logical_date",
+        "next_dagrun_data_interval_start",
+        "next_dagrun_data_interval_end",
+        "next_dagrun_run_after",
+    ] {
+        assert!(ended[field].is_null(), "{field}: {ended}");
+    }
+    assert!(
+        body["dags"][1]["next_dagrun_run_after"].is_string(),
+        "{body}"
+    );
+    let res = app
+        .client
+        .get(app.url("/api/v2/dags/ended"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+
+    // UI: the list and the DAG's page.
+    let s = app.login().await;
+    let (status, doc) = app.page(&s, "/dags").await;
+    assert_eq!(status, 200);
+    let cells = texts(&doc, "td");
+    assert!(
+        cells.iter().any(|c| c == "no next run (end_date passed)"),
+        "{cells:?}"
+    );
+    let (status, doc) = app.page(&s, "/dags/ended").await;
+    assert_eq!(status, 200);
+    assert!(doc.html().contains("no next run (end_date passed)"));
+}
+
+/// Polls `check` until it holds, or panics after `limit`.
+pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[allow(dead_code)]
+fn dag_id(s: &str) -> DagId {
+    DagId::parse(s).unwrap()
+}
