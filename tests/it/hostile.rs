@@ -130,3 +130,67 @@ where
 fn dag_id(s: &str) -> DagId {
     DagId::parse(s).unwrap()
 }
+
+const HEAD: &str = "$schema: https://airflow.apache.org/schemas/dag/2026-10-30.json\n";
+
+/// DAG files whose numbers used to break things far from the file (a dagrun_timeout no
+/// Postgres interval holds made run start fail for every DAG after it; 3000000000 wrapped
+/// negative; 0 never ran) sit beside a good DAG: each is an import error with its line, and
+/// the good DAG's runs go on.
+#[tokio::test]
+async fn bad_numbers_are_import_errors_and_the_dag_beside_them_runs() {
+    let db = fresh_db().await;
+    let dir = empty_folder();
+    let task = "tasks:\n  - id: t\n    uses: updraft.bash\n    with: {bash_command: 'echo ok'}\n";
+    let bad = [
+        (
+            "a_timeout.yaml",
+            "dagrun_timeout: 99999999999999999999\n",
+            4,
+        ),
+        ("a_runs.yaml", "max_active_runs: 3000000000\n", 4),
+        ("a_tasks.yaml", "max_active_tasks: 0\n", 4),
+    ];
+    for (file, line, _) in bad {
+        let id = file.trim_end_matches(".yaml");
+        std::fs::write(
+            dir.path().join(file),
+            format!("{HEAD}dag_id: {id}\nis_paused_upon_creation: false\n{line}{task}"),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        dir.path().join("z_good.yaml"),
+        format!("{HEAD}dag_id: z_good\nis_paused_upon_creation: false\ndagrun_timeout: 1h\n{task}"),
+    )
+    .unwrap();
+    let settings = updraft::settings::EngineSettings {
+        process_dags_folder: true,
+        ..fast_settings(dir.path())
+    };
+    let engine = Engine::start(&db.pool, settings, 1, 1);
+    let pool = db.pool.clone();
+    eventually("the folder is loaded", Duration::from_secs(20), || {
+        let pool = pool.clone();
+        async move {
+            let dags = updraft::db::dags::list(&pool).await.unwrap();
+            let errors = updraft::db::dags::import_errors(&pool).await.unwrap();
+            dags.iter().any(|d| d.dag_id == "z_good") && errors.len() == bad.len()
+        }
+    })
+    .await;
+    let errors = updraft::db::dags::import_errors(&db.pool).await.unwrap();
+    for (file, _, line) in bad {
+        let at = format!("{file}:{line}:");
+        assert!(
+            errors.iter().any(|(f, m)| f == file && m.starts_with(&at)),
+            "{at} in {errors:?}"
+        );
+    }
+    let run = trigger(&db.pool, "z_good", serde_json::json!({})).await;
+    assert_eq!(
+        wait_run(&db.pool, "z_good", &run, Duration::from_secs(30)).await,
+        "success"
+    );
+    engine.stop().await;
+}
