@@ -8,8 +8,6 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use askama::Template;
 use axum::extract::{ConnectInfo, FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
@@ -21,9 +19,9 @@ use base64::Engine;
 use rand::{Rng, RngCore};
 use serde::Deserialize;
 use sqlx::PgPool;
-use tokio::sync::Semaphore;
 
 use super::error::{ApiError, WebError};
+pub use super::hashing::PasswordChecksBusy;
 use super::page::{render, Chrome};
 use super::throttle::Throttled;
 use super::AppState;
@@ -92,29 +90,10 @@ pub fn random_token() -> String {
     hex::encode(bytes)
 }
 
+/// A new argon2id hash of `password`, computed in the bounded hashing pool (`hashing`).
 pub async fn hash_password(password: &str) -> anyhow::Result<String> {
-    let password = password.to_string();
-    tokio::task::spawn_blocking(move || {
-        let mut salt = [0u8; 16];
-        rand::rng().fill_bytes(&mut salt);
-        let salt = SaltString::encode_b64(&salt).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(|e| anyhow::anyhow!("hashing the password failed: {e}"))
-    })
-    .await?
+    super::hashing::global().hash(password).await
 }
-
-/// How many argon2 password verifications may run at once. Each takes about 19 MiB and a
-/// blocking thread for tens of milliseconds, and anyone can ask for one (login form, basic
-/// auth, `/auth/token`), so without a bound a burst of bad logins eats memory and threads.
-const PASSWORD_CHECKS_AT_ONCE: usize = 4;
-/// How long an attempt waits for its turn. Excess attempts queue (cheaply: no argon2 memory
-/// is held while waiting); one still waiting after this is answered 503 so a flood gives
-/// callers a clear "try again" rather than ever longer hangs.
-const PASSWORD_CHECK_WAIT: Duration = Duration::from_secs(10);
-static PASSWORD_CHECKS: Semaphore = Semaphore::const_new(PASSWORD_CHECKS_AT_ONCE);
 
 /// Verified against when the username is unknown, so unknown users take as long as wrong
 /// passwords and the timing does not tell which usernames exist. Same parameters as
@@ -122,31 +101,13 @@ static PASSWORD_CHECKS: Semaphore = Semaphore::const_new(PASSWORD_CHECKS_AT_ONCE
 const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$udB+FAFHr3EjU15G4nP5NQ$vhT1bc9HzviHcUjWAldwblvuZJf5paq7L7NrCkg3kt8";
 
-/// Password checks are all busy and this one waited [`PASSWORD_CHECK_WAIT`]: answer 503.
-#[derive(Debug, thiserror::Error)]
-#[error("too many sign-in attempts are being checked right now; try again in a few seconds")]
-pub struct PasswordChecksBusy;
-
 fn is_busy(e: &anyhow::Error) -> bool {
     e.is::<PasswordChecksBusy>()
 }
 
+/// Checked in the bounded hashing pool; fails with [`PasswordChecksBusy`] when it is full.
 async fn verify_password(password: &str, hash: &str) -> anyhow::Result<bool> {
-    let (password, hash) = (password.to_string(), hash.to_string());
-    let permit = tokio::time::timeout(PASSWORD_CHECK_WAIT, PASSWORD_CHECKS.acquire())
-        .await
-        .map_err(|_| PasswordChecksBusy)?
-        .map_err(|e| anyhow::anyhow!("password check semaphore: {e}"))?;
-    tokio::task::spawn_blocking(move || {
-        // Held until the work is done, even if the request is dropped meanwhile.
-        let _permit = permit;
-        let parsed = PasswordHash::new(&hash)
-            .map_err(|e| anyhow::anyhow!("stored password hash is invalid: {e}"))?;
-        Ok(Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok())
-    })
-    .await?
+    super::hashing::global().verify(password, hash).await
 }
 
 /// The user if the password is theirs. Unknown usernames cost one verification too (against
@@ -654,6 +615,8 @@ pub async fn token(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    use argon2::Argon2;
 
     #[test]
     fn the_dummy_hash_costs_what_a_real_one_does() {

@@ -2,7 +2,8 @@
 //! health and metrics, all served by one axum router.
 //!
 //! # Layout
-//! - [`auth`]: users, password hashing, sessions, CSRF, bearer tokens and basic auth.
+//! - [`auth`]: users, sessions, CSRF, bearer tokens and basic auth; [`hashing`]: the bounded
+//!   password hashing pool; [`throttle`]: slowing password guessing.
 //! - [`api`]: the JSON API and its OpenAPI document.
 //! - [`pages`]: one page struct per page, next to its handler; templates in `web/templates`.
 //! - [`graph`]: lays out a DAG's tasks for the SVG graph (pure).
@@ -26,6 +27,7 @@ pub mod assets;
 pub mod auth;
 pub mod error;
 pub mod graph;
+pub mod hashing;
 pub mod metrics;
 pub mod page;
 pub mod pages;
