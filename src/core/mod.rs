@@ -8,11 +8,13 @@
 //! - [`schedule`], [`planner`]: schedules and the next run they call for.
 //! - [`duration`]: durations as DAG files write them.
 //! - [`log`]: task log lines and secret masking.
+//! - [`run_id`]: which run ids users may choose.
 
 pub mod duration;
 pub mod log;
 pub mod planner;
 pub mod retry;
+pub mod run_id;
 pub mod schedule;
 pub mod state;
 pub mod trigger;

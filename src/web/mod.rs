@@ -6,6 +6,7 @@
 //!   password hashing pool; [`throttle`]: slowing password guessing.
 //! - [`api`]: the JSON API and its OpenAPI document.
 //! - [`pages`]: one page struct per page, next to its handler; templates in `web/templates`.
+//! - [`guard`]: refuses URLs with NUL bytes, bad UTF-8 or oversized fields (400).
 //! - [`graph`]: lays out a DAG's tasks for the SVG graph (pure).
 //! - [`metrics`]: `/health`, `/metrics` and the request-latency layer.
 //! - [`assets`]: `web/static`, compiled into the binary.
@@ -27,6 +28,7 @@ pub mod assets;
 pub mod auth;
 pub mod error;
 pub mod graph;
+pub mod guard;
 pub mod hashing;
 pub mod metrics;
 pub mod page;
@@ -133,6 +135,8 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(api::openapi::document))
         .route("/static/{file}", get(assets::serve))
         .fallback(error::not_found)
+        // NUL bytes, bad UTF-8 and oversized fields in the URL: 400 before any handler.
+        .layer(axum::middleware::from_fn(guard::reject_malformed))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,

@@ -194,3 +194,116 @@ async fn bad_numbers_are_import_errors_and_the_dag_beside_them_runs() {
     );
     engine.stop().await;
 }
+
+/// NUL bytes anywhere in a request, and bytes that are not UTF-8: a 400 that says why, never
+/// a 500 (Postgres cannot store a NUL in text; the error used to surface as a server error).
+#[tokio::test]
+async fn nul_bytes_and_bad_utf8_are_400_with_a_message() {
+    let app = TestApp::spawn().await;
+    install(app.pool(), &[sample_dag("etl", &[])]).await;
+    let token = app.token().await;
+    let api = |method: reqwest::Method, path: &str| {
+        app.client
+            .request(method, app.url(path))
+            .bearer_auth(&token)
+    };
+    let check = |what: &str, status: u16, body: &str, needle: &str| {
+        assert_eq!(status, 400, "{what}: {body}");
+        assert!(body.contains(needle), "{what}: {body}");
+    };
+    for path in [
+        "/api/v2/dags/et%00l",
+        "/api/v2/dags?dag_id_pattern=%00",
+        "/api/v2/dags/etl/dagRuns/r%00/taskInstances",
+        "/api/v2/importErrors?limit=1&x%00=1",
+    ] {
+        let res = api(reqwest::Method::GET, path).send().await.unwrap();
+        let status = res.status().as_u16();
+        check(path, status, &res.text().await.unwrap(), "NUL byte");
+    }
+    let res = api(reqwest::Method::GET, "/api/v2/dags/%FF%FE")
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    check("bad UTF-8", status, &res.text().await.unwrap(), "UTF-8");
+    // In JSON bodies: conf and note.
+    for body in [
+        serde_json::json!({"conf": {"k": "a\u{0}b"}}),
+        serde_json::json!({"note": "a\u{0}b"}),
+        serde_json::json!({"conf": {"k\u{0}": 1}}),
+    ] {
+        let res = api(reqwest::Method::POST, "/api/v2/dags/etl/dagRuns")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        check(&body.to_string(), status, &res.text().await.unwrap(), "NUL");
+    }
+    // In credentials: basic auth, the token endpoint, the login form.
+    let res = app
+        .client
+        .get(app.url("/api/v2/dags"))
+        .basic_auth("ali\u{0}ce", Some("x"))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().as_u16() < 500, "basic auth: {}", res.status());
+    let res = app
+        .client
+        .post(app.url("/auth/token"))
+        .json(&serde_json::json!({"username": "a\u{0}", "password": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().as_u16() < 500, "token: {}", res.status());
+    let res = app.post_login("a\u{0}", "x", "/dags").await;
+    assert!(res.status().as_u16() < 500, "login form: {}", res.status());
+    // Pages: the error page, not a 500.
+    let s = app.login().await;
+    let (status, doc) = app.page(&s, "/dags/et%00l").await;
+    assert_eq!(status, 400);
+    assert!(doc.html().contains("NUL byte"));
+    let (status, _) = app.page(&s, "/dags?q=%00").await;
+    assert_eq!(status, 400);
+}
+
+/// Run ids as Airflow's default `allowed_run_id_pattern` allows them, at most 250 characters.
+/// An empty one means "choose one", as in Airflow (`dag_run_id or generate_run_id(...)`).
+#[tokio::test]
+async fn run_ids_are_checked_like_airflows() {
+    let app = TestApp::spawn().await;
+    install(app.pool(), &[sample_dag("etl", &[])]).await;
+    let token = app.token().await;
+    let trigger = |run_id: Value| {
+        app.client
+            .post(app.url("/api/v2/dags/etl/dagRuns"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({ "dag_run_id": run_id }))
+            .send()
+    };
+    let long = "a".repeat(10_000);
+    for (run_id, needle) in [
+        (long.as_str(), "at most 250 characters"),
+        ("a b", "allowed_run_id_pattern"),
+        ("a/b", "allowed_run_id_pattern"),
+        ("a\u{0}b", "allowed_run_id_pattern"),
+        ("a..b", "`..`"),
+    ] {
+        let res = trigger(Value::from(run_id)).await.unwrap();
+        let status = res.status().as_u16();
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(status, 400, "{body}");
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains(needle), "{detail}");
+        assert!(detail.len() < 400, "the id is not echoed back: {detail}");
+    }
+    let res = trigger(Value::from("a".repeat(250))).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let res = trigger(Value::from("")).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    let id = body["dag_run_id"].as_str().unwrap();
+    assert!(id.starts_with("manual__"), "{body}");
+}
