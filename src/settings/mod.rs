@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::Duration;
 pub use load::{Flags, Origin, SettingsError, Sources};
-pub use operator_env::{Connection, OperatorEnv};
+pub use operator_env::{own_variables, url_passwords, Connection, OperatorEnv, TaskEnv};
 
 /// Every setting, by section as in `updraft.toml`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -45,6 +45,14 @@ pub struct Settings {
     /// The config file these settings read, or would have read (it need not exist).
     #[serde(skip)]
     pub config_file: Option<PathBuf>,
+    /// updraft's own credentials found when loading (the metadata database's password from
+    /// `database.url`, `PGPASSWORD`): kept from tasks and masked in what they write.
+    #[serde(skip)]
+    pub own_secrets: Vec<String>,
+    /// The environment tasks start from: this process's, captured when loading, without
+    /// updraft's own credentials.
+    #[serde(skip)]
+    pub task_env: TaskEnv,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -194,6 +202,11 @@ impl Settings {
 
     /// What operators are configured with.
     pub fn operator_env(&self) -> OperatorEnv {
+        // The database standalone chose (read from its file) may differ from the setting.
+        let mut own_secrets = self.own_secrets.clone();
+        if let Some(url) = self.database_url_or_standalone() {
+            own_secrets.extend(url_passwords(&url));
+        }
         OperatorEnv {
             kafka_bootstrap_servers: self.operators.kafka_bootstrap_servers.clone(),
             datasource_url: self.operators.datasource_url.clone(),
@@ -201,6 +214,8 @@ impl Settings {
             cassandra_contact_points: self.operators.cassandra_contact_points.clone(),
             connections: self.env_connections.clone(),
             variables: self.env_variables.clone(),
+            own_secrets,
+            task_env: self.task_env.clone(),
         }
     }
 }

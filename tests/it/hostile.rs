@@ -307,3 +307,44 @@ async fn run_ids_are_checked_like_airflows() {
     let id = body["dag_run_id"].as_str().unwrap();
     assert!(id.starts_with("manual__"), "{body}");
 }
+
+/// End to end through the binary, as users run it: `DATABASE_URL` carries a password (trust
+/// auth ignores it, so the test server accepts it). The bash task neither sees the URL nor a
+/// copy of it, and its echo of the password is masked in the printed log.
+#[tokio::test]
+async fn a_bash_task_cannot_see_the_database_url_and_its_password_is_masked() {
+    let db = fresh_db().await;
+    let url = db.url.replacen("postgres@", "postgres:hunter2secret@", 1);
+    assert!(url.contains(":hunter2secret@"), "{url}");
+    let dir = empty_folder();
+    std::fs::write(
+        dir.path().join("peek.yaml"),
+        format!(
+            "{HEAD}dag_id: peek\ntasks:\n  - id: t\n    uses: updraft.bash\n    with:\n      bash_command: \
+             'echo \"url=${{DATABASE_URL:-unset}} copy=${{DB_COPY:-unset}} team=$TEAM\"; echo pw=hunter2secret'\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_updraft"))
+        .args(["dags", "test", "peek"])
+        .env("DATABASE_URL", &url)
+        .env("DB_COPY", &url)
+        .env("TEAM", "data")
+        .env("UPDRAFT_DAGS_FOLDER", dir.path())
+        .env("UPDRAFT_LOG", "warn")
+        .env(
+            "UPDRAFT_HOME",
+            std::env::temp_dir().join("updraft-cli-test-home"),
+        )
+        .output()
+        .expect("run updraft");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("url=unset copy=unset team=data"), "{text}");
+    assert!(text.contains("pw=***"), "{text}");
+    assert!(!text.contains("hunter2secret"), "{text}");
+}
