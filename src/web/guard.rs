@@ -13,9 +13,9 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::{ApiError, WebError};
 
-/// The longest path segment or query value accepted, in bytes after decoding. Ids are at most
-/// 250 characters (1,000 bytes of UTF-8); filters and `next` URLs fit easily.
-pub const MAX_FIELD_BYTES: usize = 4096;
+/// The longest path segment or query value accepted, in characters after decoding (the
+/// OpenAPI document says the same). Ids are at most 250; filters and `next` URLs fit easily.
+pub const MAX_FIELD_CHARS: usize = 1024;
 
 /// Why a URL was refused.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -24,7 +24,7 @@ pub enum BadUrl {
     Nul(&'static str),
     #[error("the {0} is not valid UTF-8 once percent-decoded")]
     NotUtf8(&'static str),
-    #[error("a {0} is longer than {MAX_FIELD_BYTES} bytes")]
+    #[error("a {0} is longer than {MAX_FIELD_CHARS} characters")]
     TooLong(&'static str),
 }
 
@@ -51,10 +51,10 @@ fn check_field(
     if decoded.contains(&0) {
         return Err(BadUrl::Nul(whole));
     }
-    if std::str::from_utf8(&decoded).is_err() {
+    let Ok(text) = std::str::from_utf8(&decoded) else {
         return Err(BadUrl::NotUtf8(whole));
-    }
-    if decoded.len() > MAX_FIELD_BYTES {
+    };
+    if text.chars().count() > MAX_FIELD_CHARS {
         return Err(BadUrl::TooLong(field));
     }
     Ok(())
@@ -128,7 +128,11 @@ mod tests {
             check_uri("/dags", Some("q=%C3")),
             Err(BadUrl::NotUtf8("query string"))
         );
-        let long = "a".repeat(MAX_FIELD_BYTES + 1);
+        let long = "é".repeat(MAX_FIELD_CHARS + 1);
+        assert_eq!(
+            check_uri(&format!("/dags/{}", "é".repeat(MAX_FIELD_CHARS)), None),
+            Ok(())
+        );
         assert_eq!(
             check_uri(&format!("/dags/{long}"), None),
             Err(BadUrl::TooLong("path segment"))
