@@ -105,11 +105,6 @@ fn is_busy(e: &anyhow::Error) -> bool {
     e.is::<PasswordChecksBusy>()
 }
 
-/// Checked in the bounded hashing pool; fails with [`PasswordChecksBusy`] when it is full.
-async fn verify_password(password: &str, hash: &str) -> anyhow::Result<bool> {
-    super::hashing::global().verify(password, hash).await
-}
-
 /// The user if the password is theirs. Unknown usernames cost one verification too (against
 /// [`DUMMY_HASH`]). Fails with [`PasswordChecksBusy`] when too many checks are queued.
 pub async fn check_password(
@@ -117,9 +112,19 @@ pub async fn check_password(
     username: &str,
     password: &str,
 ) -> anyhow::Result<Option<users::User>> {
+    check_password_in(super::hashing::global(), pool, username, password).await
+}
+
+/// [`check_password`] in the given hashing pool (the web server's own).
+async fn check_password_in(
+    hashing: &super::hashing::HashPool,
+    pool: &PgPool,
+    username: &str,
+    password: &str,
+) -> anyhow::Result<Option<users::User>> {
     let found = users::credentials(pool, username).await?;
     let hash = found.as_ref().map_or(DUMMY_HASH, |(_, hash)| hash.as_str());
-    let matches = verify_password(password, hash).await?;
+    let matches = hashing.verify(password, hash).await?;
     Ok(found.filter(|_| matches).map(|(user, _)| user))
 }
 
@@ -150,7 +155,7 @@ pub async fn sign_in(
     password: &str,
 ) -> anyhow::Result<Option<users::User>> {
     st.logins.attempt(client, username)?;
-    let user = check_password(&st.pool, username, password).await?;
+    let user = check_password_in(&st.hashing, &st.pool, username, password).await?;
     if user.is_some() {
         st.logins.succeeded(client, username);
     }

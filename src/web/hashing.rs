@@ -2,15 +2,15 @@
 //! (the login form, basic auth, `/auth/token`), and each argon2 check needs 19 MiB for tens of
 //! milliseconds, so the web server's memory must not depend on how many people ask:
 //!
-//! - a fixed number of hashing threads ([`THREADS`], started on first use and kept), never
-//!   tokio's blocking pool, which grows to hundreds of threads;
+//! - a fixed number of hashing threads ([`THREADS`], one pool per web server, kept while it
+//!   runs), never tokio's blocking pool, which grows to hundreds of threads;
 //! - argon2id with explicit parameters ([`params`]: 19 MiB, 2 passes, 1 lane, OWASP's first
 //!   recommendation), so the memory of one hash is known; stored hashes that would need more
 //!   than [`MAX_MEMORY_KIB`] are refused instead of computed;
-//! - each hash's memory is mapped for that hash and unmapped right after (`mmap`/`munmap`),
-//!   not taken from `malloc`: glibc keeps freed blocks this size in per-thread arenas and
-//!   raises its mmap threshold after the first free, which is how 48 wrong passwords used to
-//!   leave the server at 700 MB;
+//! - each thread's argon2 memory is mapped from the kernel (`mmap`), reused while checks are
+//!   waiting and unmapped as soon as none is; never taken from `malloc`: glibc
+//!   keeps freed blocks this size in per-thread arenas and raises its mmap threshold after the
+//!   first free, which is how 48 wrong passwords used to leave the server at 700 MB;
 //! - at most [`QUEUE`] checks wait for a thread; beyond that, and for a check that waited
 //!   longer than [`WAIT`], the answer is [`PasswordChecksBusy`] (503) without hashing. A check
 //!   whose request went away meanwhile is not computed either.
@@ -20,7 +20,7 @@
 //! attempt never gets here.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -29,7 +29,8 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 use rand::RngCore;
 use tokio::sync::oneshot;
 
-/// Hashing threads: checks computed at once.
+/// Hashing threads: checks computed at once. Hashing is CPU-bound, so more threads than
+/// cores would add memory, not speed; two keep a burst of sign-ins moving.
 pub const THREADS: usize = 2;
 /// Checks that may wait for a thread; more are refused at once. Waiting costs no argon2
 /// memory, and 256 drain within [`WAIT`] (about 40 ms per check per thread).
@@ -157,19 +158,38 @@ impl HashPool {
     }
 }
 
-/// The process's pool: [`THREADS`] threads, [`QUEUE`] waiting, [`WAIT`].
+/// A pool of [`THREADS`] threads, [`QUEUE`] waiting, [`WAIT`], for hashing outside a web
+/// server (creating users); the web server has its own in its `AppState`.
 pub fn global() -> &'static HashPool {
     static POOL: OnceLock<HashPool> = OnceLock::new();
     POOL.get_or_init(|| HashPool::new(THREADS, QUEUE, WAIT))
 }
 
 fn work(rx: Arc<Mutex<Receiver<Job>>>, stats: Arc<Stats>, wait: Duration) {
+    let mut memory = Memory::default();
     loop {
-        let job = {
+        // Holding memory, take only a check that is already waiting; with none (or another
+        // thread already waiting for the next one), give the memory back before waiting.
+        let job = if memory.is_mapped() {
+            match rx.try_lock() {
+                Ok(rx) => match rx.try_recv() {
+                    Ok(job) => Some(job),
+                    Err(TryRecvError::Empty) => None,
+                    Err(TryRecvError::Disconnected) => return, // the pool is gone
+                },
+                Err(_) => None,
+            }
+        } else {
             let rx = rx.lock().unwrap_or_else(|p| p.into_inner());
-            rx.recv()
+            match rx.recv() {
+                Ok(job) => Some(job),
+                Err(_) => return, // the pool is gone
+            }
         };
-        let Ok(job) = job else { return };
+        let Some(job) = job else {
+            memory.release();
+            continue;
+        };
         if job.reply.is_closed() {
             continue; // the request is gone: nobody wants the answer
         }
@@ -180,8 +200,10 @@ fn work(rx: Arc<Mutex<Receiver<Job>>>, stats: Arc<Stats>, wait: Duration) {
         let now = stats.active.fetch_add(1, Ordering::SeqCst) + 1;
         stats.peak.fetch_max(now, Ordering::SeqCst);
         let done = match job.work {
-            Work::Hash(password) => hash_now(&password).map(Done::Hashed),
-            Work::Verify { password, hash } => verify_now(&password, &hash).map(Done::Verified),
+            Work::Hash(password) => hash_now(&password, &mut memory).map(Done::Hashed),
+            Work::Verify { password, hash } => {
+                verify_now(&password, &hash, &mut memory).map(Done::Verified)
+            }
         };
         stats.active.fetch_sub(1, Ordering::SeqCst);
         stats.computed.fetch_add(1, Ordering::SeqCst);
@@ -189,27 +211,61 @@ fn work(rx: Arc<Mutex<Receiver<Job>>>, stats: Arc<Stats>, wait: Duration) {
     }
 }
 
-/// Argon2 over memory mapped for this one hash.
+/// A hashing thread's argon2 memory: mapped for a check, reused while more are waiting (no
+/// page faults per hash in a burst), unmapped when the queue is empty.
+#[derive(Default)]
+struct Memory(Option<Blocks>);
+
+impl Memory {
+    fn is_mapped(&self) -> bool {
+        self.0.is_some()
+    }
+
+    fn release(&mut self) {
+        self.0 = None;
+    }
+
+    /// At least `n` blocks. Argon2 writes every block before it reads it, so what an earlier
+    /// hash left there does not matter.
+    fn blocks(&mut self, n: usize) -> Result<&mut [Block], HashError> {
+        if self.0.as_ref().is_none_or(|b| b.len < n) {
+            self.0 = None; // unmap the smaller one first
+            self.0 = Some(Blocks::map(n)?);
+        }
+        match &mut self.0 {
+            Some(b) => Ok(b.as_mut_slice()),
+            None => Err(err("no memory mapped")),
+        }
+    }
+}
+
 fn compute(
     argon: &Argon2<'_>,
     params: &Params,
-    password: &[u8],
-    salt: &[u8],
+    input: (&[u8], &[u8]),
     out: &mut [u8],
+    memory: &mut Memory,
 ) -> Result<(), HashError> {
-    let mut memory = Blocks::map(params.block_count())?;
+    let (password, salt) = input;
+    let blocks = memory.blocks(params.block_count())?;
     argon
-        .hash_password_into_with_memory(password, salt, out, memory.as_mut_slice())
+        .hash_password_into_with_memory(password, salt, out, blocks)
         .map_err(err)
 }
 
-fn hash_now(password: &str) -> Result<String, HashError> {
+fn hash_now(password: &str, memory: &mut Memory) -> Result<String, HashError> {
     let params = params();
     let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
     let mut salt = [0u8; 16];
     rand::rng().fill_bytes(&mut salt);
     let mut out = [0u8; 32];
-    compute(&argon, &params, password.as_bytes(), &salt, &mut out)?;
+    compute(
+        &argon,
+        &params,
+        (password.as_bytes(), &salt),
+        &mut out,
+        memory,
+    )?;
     let salt = SaltString::encode_b64(&salt).map_err(err)?;
     let phc = PasswordHash {
         algorithm: Algorithm::Argon2id.ident(),
@@ -221,7 +277,7 @@ fn hash_now(password: &str) -> Result<String, HashError> {
     Ok(phc.to_string())
 }
 
-fn verify_now(password: &str, stored: &str) -> Result<bool, HashError> {
+fn verify_now(password: &str, stored: &str, memory: &mut Memory) -> Result<bool, HashError> {
     let parsed = PasswordHash::new(stored).map_err(err)?;
     let algorithm = Algorithm::try_from(parsed.algorithm).map_err(err)?;
     let version = parsed
@@ -244,7 +300,13 @@ fn verify_now(password: &str, stored: &str) -> Result<bool, HashError> {
     let salt = salt.decode_b64(&mut salt_buf).map_err(err)?;
     let mut out = vec![0u8; expected.len()];
     let argon = Argon2::new(algorithm, version, params.clone());
-    compute(&argon, &params, password.as_bytes(), salt, &mut out)?;
+    compute(
+        &argon,
+        &params,
+        (password.as_bytes(), salt),
+        &mut out,
+        memory,
+    )?;
     // `Output`'s equality is constant-time.
     Ok(Output::new(&out).map_err(err)? == expected)
 }
@@ -305,10 +367,11 @@ mod tests {
 
     #[test]
     fn hashes_are_argon2id_with_our_parameters_and_verify_both_ways() {
-        let h = hash_now("s3cret").unwrap();
+        let m = &mut Memory::default();
+        let h = hash_now("s3cret", m).unwrap();
         assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
-        assert!(verify_now("s3cret", &h).unwrap());
-        assert!(!verify_now("wrong", &h).unwrap());
+        assert!(verify_now("s3cret", &h, m).unwrap());
+        assert!(!verify_now("wrong", &h, m).unwrap());
         // The argon2 crate agrees, and we accept what it made (hashes stored before this pool).
         let parsed = PasswordHash::new(&h).unwrap();
         assert!(Argon2::default()
@@ -322,16 +385,22 @@ mod tests {
                 .unwrap()
                 .to_string()
         };
-        assert!(verify_now("pw", &theirs).unwrap());
-        assert!(!verify_now("pW", &theirs).unwrap());
+        assert!(verify_now("pw", &theirs, m).unwrap());
+        assert!(!verify_now("pW", &theirs, m).unwrap());
+        // Memory reused after a release, and for hashes with other parameters.
+        m.release();
+        let small = "$argon2id$v=19$m=8,t=1,p=1$MDEyMzQ1Njc4OWFiY2RlZg$Yi0Hh0vTn5+9m6OztC4aFg";
+        assert!(verify_now("x", small, m).is_ok());
+        assert!(verify_now("s3cret", &h, m).unwrap());
     }
 
     #[test]
     fn greedy_or_broken_stored_hashes_are_refused() {
         let greedy = "$argon2id$v=19$m=1048576,t=2,p=1$MDEyMzQ1Njc4OWFiY2RlZg$vhT1bc9HzviHcUjWAldwblvuZJf5paq7L7NrCkg3kt8";
-        let e = verify_now("x", greedy).unwrap_err().to_string();
+        let m = &mut Memory::default();
+        let e = verify_now("x", greedy, m).unwrap_err().to_string();
         assert!(e.contains("at most 65536 KiB"), "{e}");
-        assert!(verify_now("x", "not a hash").is_err());
+        assert!(verify_now("x", "not a hash", m).is_err());
     }
 
     /// A burst far larger than the pool: never more than `threads` hashes at once, the queue
@@ -367,7 +436,7 @@ mod tests {
     #[tokio::test]
     async fn a_check_that_waited_too_long_is_refused_unhashed() {
         let pool = HashPool::new(1, 8, Duration::from_millis(1));
-        let stored = hash_now("pw").unwrap();
+        let stored = hash_now("pw", &mut Memory::default()).unwrap();
         let all = futures::future::join_all((0..4).map(|_| pool.verify("pw", &stored))).await;
         let busy = all
             .iter()

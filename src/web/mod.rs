@@ -100,6 +100,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Slows password guessing (per client address and username).
     pub logins: Arc<throttle::LoginThrottle>,
+    /// Where sign-ins' password checks run: a fixed pool, so their memory is bounded.
+    pub hashing: Arc<hashing::HashPool>,
 }
 
 impl AppState {
@@ -110,6 +112,11 @@ impl AppState {
             metrics: Arc::default(),
             shutdown,
             logins: Arc::default(),
+            hashing: Arc::new(hashing::HashPool::new(
+                hashing::THREADS,
+                hashing::QUEUE,
+                hashing::WAIT,
+            )),
         }
     }
 }
