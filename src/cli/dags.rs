@@ -8,7 +8,7 @@ use sqlx::PgPool;
 
 use crate::cli::{parse_conf, pool_for, DagsCommand, POLL};
 use crate::core::{RunState, TaskState};
-use crate::dag::DagBag;
+use crate::dag::{DagBag, DagFolder};
 use crate::db::{self, runs};
 use crate::settings::Settings;
 
@@ -84,17 +84,17 @@ async fn list(pool: &PgPool) -> anyhow::Result<i32> {
         println!("No DAGs yet. Put DAG files in the DAGs folder and start a scheduler (`updraft standalone`).");
     } else {
         println!(
-            "{:<32} {:<16} {:<7} {:<26} file",
+            "{:<32} {:<16} {:<7} {:<29} file",
             "dag_id", "schedule", "paused", "next run after"
         );
         for d in dags {
-            let next = d
-                .next_run_after
-                .filter(|t| t.timestamp() < 253_402_300_799)
-                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-                .unwrap_or_else(|| "-".into());
+            let next = match d.next_run_after {
+                _ if d.schedule_ended => db::dags::ended_text(d.end_date).to_string(),
+                Some(t) => t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                None => "-".into(),
+            };
             println!(
-                "{:<32} {:<16} {:<7} {:<26} {}",
+                "{:<32} {:<16} {:<7} {:<29} {}",
                 d.dag_id,
                 d.schedule.unwrap_or_else(|| "None".into()),
                 d.is_paused,
@@ -115,7 +115,7 @@ async fn list(pool: &PgPool) -> anyhow::Result<i32> {
 
 fn validate(settings: &Settings) -> i32 {
     let folder = &settings.core.dags_folder;
-    let bag = DagBag::load(folder);
+    let bag = DagFolder::new(folder, settings.core.dag_file_max_bytes).load();
     for w in bag.warnings.values().flatten() {
         println!("warning: {w}");
     }
@@ -182,7 +182,7 @@ pub async fn wait_for_run(
 async fn test(settings: &Settings, dag_id: &str, conf: Option<&str>) -> anyhow::Result<i32> {
     let conf = parse_conf(conf)?;
     let folder = &settings.core.dags_folder;
-    let bag = DagBag::load(folder);
+    let bag = DagFolder::new(folder, settings.core.dag_file_max_bytes).load();
     let Some(loaded) = bag.dags.values().find(|d| d.dag.dag_id.as_str() == dag_id) else {
         for e in bag.errors.values().flatten() {
             eprintln!("error: {e}");

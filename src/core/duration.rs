@@ -1,5 +1,7 @@
 //! Durations as DAG files write them: `250ms`, `30s`, `5m`, `1h`, `1d` (also combined, `1h30m`),
 //! ISO-8601 `PT5M` / `P1DT2H`, or a plain number of seconds. Written back in the short form.
+//! At most [`Duration::MAX`] (100 years): longer is surely a mistake, and beyond it a deadline
+//! no longer fits a Postgres interval or a clock.
 
 use std::fmt;
 use std::str::FromStr;
@@ -12,6 +14,8 @@ pub struct Duration(std::time::Duration);
 
 impl Duration {
     pub const ZERO: Duration = Duration(std::time::Duration::ZERO);
+    /// The longest duration accepted anywhere: 100 years (36500 days).
+    pub const MAX: Duration = Duration(std::time::Duration::from_secs(36_500 * 86_400));
 
     pub fn from_secs(secs: u64) -> Self {
         Duration(std::time::Duration::from_secs(secs))
@@ -40,9 +44,18 @@ impl Duration {
                 "a duration must be a non-negative number of seconds, got {secs}"
             ));
         }
-        Ok(Duration(std::time::Duration::from_millis(
-            (secs * 1000.0).round() as u64,
-        )))
+        Duration::at_most_max((secs * 1000.0).round(), &format!("{secs} seconds"))
+    }
+
+    /// `ms` milliseconds, unless that is more than [`Duration::MAX`].
+    fn at_most_max(ms: f64, what: &str) -> Result<Self, String> {
+        if ms > Duration::MAX.0.as_millis() as f64 {
+            return Err(format!(
+                "a duration must be at most {} (100 years), got {what}",
+                Duration::MAX
+            ));
+        }
+        Ok(Duration(std::time::Duration::from_millis(ms as u64)))
     }
 
     pub fn pg_interval_micros(self) -> i64 {
@@ -72,7 +85,7 @@ impl FromStr for Duration {
             Some(rest) => (rest, true),
             None => (s, false),
         };
-        let mut total_ms: u128 = 0;
+        let mut total_ms: f64 = 0.0;
         let mut number = String::new();
         let mut in_time = !iso;
         let mut saw_unit = false;
@@ -109,7 +122,7 @@ impl FromStr for Duration {
             let n: f64 = number.parse().map_err(|_| {
                 format!("invalid duration `{input}`: missing number before `{c}`; {hint}")
             })?;
-            total_ms += (n * unit_ms).round() as u128;
+            total_ms += (n * unit_ms).round();
             number.clear();
             saw_unit = true;
         }
@@ -118,9 +131,7 @@ impl FromStr for Duration {
                 "invalid duration `{input}`: a number needs a unit; {hint}"
             ));
         }
-        Ok(Duration(std::time::Duration::from_millis(
-            total_ms.min(u64::MAX as u128) as u64,
-        )))
+        Duration::at_most_max(total_ms, &format!("`{input}`"))
     }
 }
 
@@ -223,6 +234,22 @@ mod tests {
             let err = r.unwrap_err();
             assert!(err.contains("30s"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn at_most_100_years() {
+        assert_eq!(p("36500d"), Duration::MAX);
+        for too_long in [
+            "36501d",
+            "99999999999999999999",
+            "1e300",
+            "P99999999999999999999D",
+        ] {
+            let e = too_long.parse::<Duration>().unwrap_err();
+            assert!(e.contains("at most 36500d (100 years)"), "{too_long}: {e}");
+        }
+        assert!(Duration::from_secs_f64(1e20).is_err());
+        assert!(Duration::MAX.pg_interval_micros() < i64::MAX / 1000);
     }
 
     #[test]

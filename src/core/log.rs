@@ -100,6 +100,28 @@ pub fn password_of(uri: &str) -> Option<String> {
     (!pw.is_empty()).then(|| pw.to_string())
 }
 
+/// `%XX` escapes decoded, as a URL's password is before it is used; `None` when the result
+/// is not UTF-8.
+pub fn percent_decoded(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h)? * 16 + hex(l)?) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// Replaces the password in a connection URI with `***`, for logs and pages.
 pub fn mask_uri(uri: &str) -> String {
     match password_of(uri) {
@@ -124,5 +146,10 @@ mod tests {
         assert_eq!(s.mask("x abcdef y abc"), "x *** y ***");
         assert!(matches!(s.mask("nothing"), Cow::Borrowed(_)));
         assert!(!Secrets::new([String::new()]).mask("").contains('*'));
+        assert_eq!(
+            percent_decoded("p%40ss%3Aw0rd").as_deref(),
+            Some("p@ss:w0rd")
+        );
+        assert_eq!(percent_decoded("100%").as_deref(), Some("100%"));
     }
 }

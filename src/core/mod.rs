@@ -11,6 +11,7 @@
 //! - [`connection`]: Airflow's connection model (URI and JSON forms) and sensitive names.
 //! - [`fernet`]: encryption of stored secrets, compatible with Airflow's `fernet_key`.
 //! - [`transfer`]: the variables import/export file format.
+//! - [`run_id`]: which run ids users may choose.
 
 pub mod connection;
 pub mod duration;
@@ -18,6 +19,7 @@ pub mod fernet;
 pub mod log;
 pub mod planner;
 pub mod retry;
+pub mod run_id;
 pub mod schedule;
 pub mod state;
 pub mod transfer;

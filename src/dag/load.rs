@@ -1,10 +1,11 @@
-//! Loading the DAGs folder: every `*.yaml` / `*.yml` file (hidden files and folders skipped),
-//! each parsed on its own so one broken file never takes other DAGs down. Like a failed
-//! Airflow import, a file with any error contributes no DAG at all: half a file's DAGs
-//! appearing would be more confusing than none.
+//! Loading DAG files: every `*.yaml` / `*.yml` file (hidden files and folders skipped), each
+//! parsed on its own so one broken file never takes other DAGs down. Like a failed Airflow
+//! import, a file with any error contributes no DAG at all: half a file's DAGs appearing would
+//! be more confusing than none. [`parse_source`] parses one file's text; walking and reading
+//! the folder is [`super::folder`]'s.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
@@ -48,7 +49,7 @@ pub struct DagBag {
 }
 
 /// What one file holds: its DAGs when it had no error, and every error and warning.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct ParsedFile {
     pub dags: Vec<Dag>,
     pub errors: Vec<DagError>,
@@ -124,121 +125,11 @@ pub fn parse_source(
     out
 }
 
-impl DagBag {
-    /// Loads every DAG file under `folder`. Never fails as a whole: unreadable and broken files
-    /// become entries in `errors`. A dag_id defined by two files is an error on the later file
-    /// (by path), which then contributes nothing.
-    pub fn load(folder: &Path) -> DagBag {
-        let mut bag = DagBag::default();
-        let mut files = Vec::new();
-        if let Err(e) = collect_files(folder, folder, 0, &mut files) {
-            bag.errors
-                .entry(String::new())
-                .or_default()
-                .push(file_error("", format!("cannot read the DAGs folder: {e}")));
-            return bag;
-        }
-        files.sort();
-        let loader = |p: &str| std::fs::read_to_string(folder.join(p));
-        for (rel, path) in files {
-            let source = match std::fs::read_to_string(&path) {
-                Ok(s) => s,
-                Err(e) => {
-                    bag.errors
-                        .entry(rel.clone())
-                        .or_default()
-                        .push(file_error(&rel, format!("cannot read the file: {e}")));
-                    continue;
-                }
-            };
-            let parsed = parse_source(&rel, &source, &loader);
-            let mut errors = parsed.errors;
-            for dag in &parsed.dags {
-                if let Some(other) = bag.dags.get(&dag.dag_id) {
-                    let mut e = file_error(
-                        &rel,
-                        format!(
-                            "dag_id `{}` is already defined in `{}`; dag ids must be unique in the DAGs folder",
-                            dag.dag_id, other.fileloc
-                        ),
-                    );
-                    e.dag_id = Some(dag.dag_id.to_string());
-                    e.field = Some("dag_id".into());
-                    errors.push(e);
-                }
-            }
-            if !parsed.warnings.is_empty() {
-                bag.warnings.insert(rel.clone(), parsed.warnings);
-            }
-            if !errors.is_empty() {
-                bag.errors.insert(rel, errors);
-                continue;
-            }
-            for dag in parsed.dags {
-                let id = dag.dag_id.clone();
-                bag.dags
-                    .insert(id, LoadedDag::new(dag, rel.clone(), source.clone()));
-            }
-        }
-        bag
-    }
-}
-
 /// sha256 (hex) of the DAG's JSON: the identity of a `dag_version`.
 pub fn spec_hash(dag: &Dag) -> String {
     // Serializing plain data with string keys cannot fail; an empty input would still hash.
     let bytes = serde_json::to_vec(dag).unwrap_or_default();
     hex::encode(Sha256::digest(&bytes))
-}
-
-fn file_error(rel: &str, message: String) -> DagError {
-    DagError {
-        file: rel.to_string(),
-        line: None,
-        column: None,
-        dag_id: None,
-        task_id: None,
-        field: None,
-        message,
-    }
-}
-
-/// Symlinked folders are followed, as Airflow does; the depth limit stops symlink loops.
-const MAX_FOLDER_DEPTH: usize = 32;
-
-fn collect_files(
-    root: &Path,
-    dir: &Path,
-    depth: usize,
-    out: &mut Vec<(String, PathBuf)>,
-) -> std::io::Result<()> {
-    if depth > MAX_FOLDER_DEPTH {
-        return Ok(());
-    }
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') {
-            continue;
-        }
-        let path = entry.path();
-        let Ok(meta) = std::fs::metadata(&path) else {
-            continue;
-        };
-        if meta.is_dir() {
-            // An unreadable subfolder should not hide the rest of the folder.
-            let _ = collect_files(root, &path, depth + 1, out);
-        } else if name.ends_with(".yaml") || name.ends_with(".yml") {
-            let rel = path.strip_prefix(root).unwrap_or(&path);
-            let rel: Vec<String> = rel
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                .collect();
-            out.push((rel.join("/"), path));
-        }
-    }
-    Ok(())
 }
 
 /// Watches `folder` recursively and sends `()` on every create, modify, delete or rename

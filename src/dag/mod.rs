@@ -7,11 +7,15 @@
 //! - [`validate`]: one document → [`Dag`]; top-level keys. Tasks and templates live in
 //!   `task`, `with:` values and markers in `args`, cron strings in [`schedule`].
 //! - [`graph`]: cycles, downstream sets, topological order; the only petgraph user.
-//! - [`load`]: [`parse_source`] for one file, [`DagBag::load`] for a folder, [`watch`].
+//! - [`load`]: [`parse_source`] for one file's text, [`watch`]; [`folder`]: walking and
+//!   loading the folder ([`DagBag::load`], [`DagFolder`] which re-parses only what changed);
+//!   [`files`]: reading untrusted files (regular files inside the folder, within a size limit).
 //! - [`schema`]: the JSON Schema for editors, generated from the same tables.
 //! - [`model`], [`duration`]: the domain types a validated DAG is made of.
 
 mod args;
+pub mod files;
+pub mod folder;
 pub mod graph;
 pub mod load;
 pub mod model;
@@ -26,6 +30,7 @@ pub mod yaml;
 
 pub use crate::core::{Duration, Schedule, TriggerRule};
 pub use crate::operators::OperatorName;
+pub use folder::DagFolder;
 pub use load::{parse_source, watch, DagBag, LoadedDag, ParsedFile};
 pub use model::*;
 pub use read::DagError;
@@ -33,3 +38,5 @@ pub use schema::json_schema;
 
 #[cfg(test)]
 mod fixture_tests;
+#[cfg(test)]
+mod folder_tests;

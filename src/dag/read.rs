@@ -186,10 +186,34 @@ pub(crate) fn backoff_multiplier(r: &mut Report, node: &Node, field: &str) -> Op
     }
 }
 
-/// A non-negative integer that fits in `u32`.
-pub(crate) fn count(r: &mut Report, node: &Node, field: &str) -> Option<u32> {
+/// The ranges numbers in a DAG file must lie in. Without them a value that YAML reads fine
+/// breaks later, far from the file: `max_active_tasks: 3000000000` wraps to a negative number in
+/// Postgres and the DAG never runs, `max_active_tasks: 0` never runs either, a timeout of
+/// 10^20 seconds is out of range for a Postgres interval. Checked at validation, so the mistake
+/// is reported with its file, line and column like any other.
+pub mod limits {
+    use std::ops::RangeInclusive;
+
+    /// `max_active_runs` and `max_active_tasks`: 0 would mean "never run".
+    pub const MAX_ACTIVE: RangeInclusive<i64> = 1..=100_000;
+    /// `retries`.
+    pub const RETRIES: RangeInclusive<i64> = 0..=10_000;
+    /// `pool_slots`: at least one slot; a pool larger than this is unheard of.
+    pub const POOL_SLOTS: RangeInclusive<i64> = 1..=1_000_000;
+    /// Years of `start_date` and `end_date`: Python's `datetime` range, so every date Airflow
+    /// accepts is accepted, and date arithmetic cannot overflow.
+    pub const YEARS: RangeInclusive<i32> = 1..=9999;
+}
+
+/// A whole number in `range`.
+pub(crate) fn int_in(
+    r: &mut Report,
+    node: &Node,
+    field: &str,
+    range: std::ops::RangeInclusive<i64>,
+) -> Option<u32> {
     match node.kind {
-        NodeKind::Int(i) if (0..=u32::MAX as i64).contains(&i) => Some(i as u32),
+        NodeKind::Int(i) if range.contains(&i) => u32::try_from(i).ok(),
         _ => {
             let got = node
                 .scalar_text()
@@ -197,11 +221,34 @@ pub(crate) fn count(r: &mut Report, node: &Node, field: &str) -> Option<u32> {
             r.error(
                 node,
                 field,
-                format!("`{field}` must be a whole number, 0 or more; got `{got}`"),
+                format!(
+                    "`{field}` must be a whole number from {} to {}; got `{got}`",
+                    range.start(),
+                    range.end()
+                ),
             );
             None
         }
     }
+}
+
+/// A duration (at most [`Duration::MAX`]); with `positive`, longer than zero.
+pub(crate) fn duration_in(
+    r: &mut Report,
+    node: &Node,
+    field: &str,
+    positive: bool,
+) -> Option<Duration> {
+    let d = duration(r, node, field)?;
+    if positive && d == Duration::ZERO {
+        r.error(
+            node,
+            field,
+            format!("`{field}` must be longer than zero (leave it out for no limit)"),
+        );
+        return None;
+    }
+    Some(d)
 }
 
 pub(crate) fn duration(r: &mut Report, node: &Node, field: &str) -> Option<Duration> {
@@ -226,6 +273,19 @@ pub(crate) fn datetime(r: &mut Report, node: &Node, field: &str) -> Option<DateT
         NodeKind::Date(s) | NodeKind::DateTime(s) | NodeKind::Str(s) => parse_datetime(s),
         _ => None,
     };
+    if let Some(d) = parsed.filter(|d| !limits::YEARS.contains(&chrono::Datelike::year(d))) {
+        r.error(
+            node,
+            field,
+            format!(
+                "`{field}` must be a date between the years {} and {}; got {}",
+                limits::YEARS.start(),
+                limits::YEARS.end(),
+                d.to_rfc3339()
+            ),
+        );
+        return None;
+    }
     if parsed.is_none() {
         let got = node
             .scalar_text()

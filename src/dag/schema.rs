@@ -11,6 +11,7 @@
 use schemars::generate::SchemaSettings;
 use serde_json::{json, Map, Value};
 
+use super::read::limits;
 use super::task::{TASK_ARGS_IGNORED, TASK_ARGS_WARNED};
 use super::validate::{DAG_ARGS_IGNORED, DAG_ARGS_WARNED, SCHEMA_URL, SCHEMA_VERSION};
 use crate::core::{Duration, TriggerRule};
@@ -143,11 +144,11 @@ fn dag_properties() -> Map<String, Value> {
     );
     p.insert(
         "max_active_runs".into(),
-        json!({"type": "integer", "minimum": 0, "default": 16}),
+        json!({"type": "integer", "minimum": limits::MAX_ACTIVE.start(), "maximum": limits::MAX_ACTIVE.end(), "default": 16}),
     );
     p.insert(
         "max_active_tasks".into(),
-        json!({"type": "integer", "minimum": 0, "default": 16}),
+        json!({"type": "integer", "minimum": limits::MAX_ACTIVE.start(), "maximum": limits::MAX_ACTIVE.end(), "default": 16}),
     );
     p.insert("dagrun_timeout".into(), json!({"$ref": "#/$defs/duration"}));
     p.insert("is_paused_upon_creation".into(), json!({"type": "boolean"}));
@@ -192,7 +193,7 @@ fn task_fields() -> Value {
     p.insert("extends".into(), json!({"type": "array", "items": {"type": "string"}, "description": "Template names, merged left to right."}));
     p.insert(
         "retries".into(),
-        json!({"type": "integer", "minimum": 0, "default": 0}),
+        json!({"type": "integer", "minimum": limits::RETRIES.start(), "maximum": limits::RETRIES.end(), "default": 0}),
     );
     p.insert(
         "retry_delay".into(),

@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use super::args::{self, ArgScope};
 use super::model::{Task, TaskId};
 use super::read::{
-    backoff_multiplier, count, duration, is_callback, key_str, opt, string, Report, Source,
+    backoff_multiplier, duration_in, int_in, is_callback, key_str, limits, opt, string, Report,
+    Source,
 };
 use super::yaml::{Node, NodeKind};
 use crate::core::TriggerRule;
@@ -264,11 +265,11 @@ fn validate_task(
                 task.args = args::convert_with(r, value, &scope);
             }
             "needs" => task.upstream.extend(needs(r, value, id, ids)),
-            "retries" => task.retries = count(r, value, k).unwrap_or(0),
-            "retry_delay" => task.retry_delay = duration(r, value, k).unwrap_or(task.retry_delay),
+            "retries" => task.retries = int_in(r, value, k, limits::RETRIES).unwrap_or(0),
+            "retry_delay" => task.retry_delay = duration_in(r, value, k, false).unwrap_or(task.retry_delay),
             "retry_exponential_backoff" => task.retry_exponential_backoff = backoff_multiplier(r, value, k).unwrap_or(0.0),
-            "max_retry_delay" => task.max_retry_delay = opt(value, |v| duration(r, v, k)),
-            "execution_timeout" => task.execution_timeout = opt(value, |v| duration(r, v, k)),
+            "max_retry_delay" => task.max_retry_delay = opt(value, |v| duration_in(r, v, k, false)),
+            "execution_timeout" => task.execution_timeout = opt(value, |v| duration_in(r, v, k, true)),
             "trigger_rule" => match value.as_str().map(TriggerRule::parse) {
                 Some(Ok(rule)) => task.trigger_rule = rule,
                 Some(Err(e)) => r.error(value, k, e),
@@ -277,11 +278,11 @@ fn validate_task(
             "owner" => task.owner = string(r, value, k).unwrap_or(task.owner),
             "doc_md" => task.doc_md = opt(value, |v| string(r, v, k)),
             "pool" => task.pool = opt(value, |v| string(r, v, k)).filter(|p| !p.is_empty()),
-            "pool_slots" => match count(r, value, k) {
-                Some(0) => r.error(value, k, "`pool_slots` must be at least 1"),
-                Some(n) => task.pool_slots = n,
-                None => {}
-            },
+            "pool_slots" => {
+                if let Some(n) = int_in(r, value, k, limits::POOL_SLOTS) {
+                    task.pool_slots = n;
+                }
+            }
             "queue" => task.queue = opt(value, |v| string(r, v, k)),
             "inlets" | "outlets" => r.error(key, k, format!("`{k}` (assets/lineage) is not supported in YAML DAGs; remove it")),
             "task_id" => r.error(key, k, "the task's id is written `id:`, not `task_id:`"),

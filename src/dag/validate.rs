@@ -8,7 +8,8 @@
 
 use super::model::{Dag, DagId};
 use super::read::{
-    boolean, count, datetime, duration, is_callback, key_str, opt, string, DagError, Report, Source,
+    boolean, datetime, duration_in, int_in, is_callback, key_str, limits, opt, string, DagError,
+    Report, Source,
 };
 use super::yaml::{Node, NodeKind};
 use super::{graph, schedule, task};
@@ -77,9 +78,9 @@ pub fn validate_document(root: &Node, source: &Source<'_>) -> Validated {
             "doc_md" => dag.doc_md = opt(value, |v| string(&mut r, v, k)),
             "tags" => dag.tags = tags(&mut r, value),
             "params" => dag.params = params(&mut r, value),
-            "max_active_runs" => dag.max_active_runs = count(&mut r, value, k).unwrap_or(16),
-            "max_active_tasks" => dag.max_active_tasks = count(&mut r, value, k).unwrap_or(16),
-            "dagrun_timeout" => dag.dagrun_timeout = opt(value, |v| duration(&mut r, v, k)),
+            "max_active_runs" => dag.max_active_runs = int_in(&mut r, value, k, limits::MAX_ACTIVE).unwrap_or(16),
+            "max_active_tasks" => dag.max_active_tasks = int_in(&mut r, value, k, limits::MAX_ACTIVE).unwrap_or(16),
+            "dagrun_timeout" => dag.dagrun_timeout = opt(value, |v| duration_in(&mut r, v, k, true)),
             "is_paused_upon_creation" => dag.is_paused_upon_creation = opt(value, |v| boolean(&mut r, v, k)),
             "default_args" => r.error(
                 key,

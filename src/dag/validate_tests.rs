@@ -182,7 +182,7 @@ fn every_error_at_once_with_positions() {
     at(5, "unknown top-level key `foo`");
     at(6, "templates");
     at(7, "callbacks");
-    at(11, "0 or more");
+    at(11, "from 0 to 10000");
     at(12, "invalid duration `5x`");
     at(13, "all_success");
     at(14, "unknown key `nope` for the bash operator");
@@ -433,4 +433,143 @@ fn retry_exponential_backoff_is_a_multiplier() {
     assert_eq!(backoff("3"), 3.0);
     has(&errs(&src("-1")), "dags/x.yaml:6:");
     has(&errs(&src("fast")), "multiplier");
+}
+
+/// Every numeric DAG and task field has a range, checked here with file:line:col, instead of
+/// failing later in Postgres or never running. Each case: `(line, what is written, message)`.
+#[test]
+fn numbers_out_of_range_are_errors_with_positions() {
+    let cases = [
+        (
+            "max_active_runs: 3000000000",
+            "`max_active_runs` must be a whole number from 1 to 100000; got `3000000000`",
+        ),
+        (
+            "max_active_runs: 0",
+            "`max_active_runs` must be a whole number from 1 to 100000; got `0`",
+        ),
+        (
+            "max_active_tasks: 3000000000",
+            "`max_active_tasks` must be a whole number from 1 to 100000",
+        ),
+        (
+            "max_active_tasks: 0",
+            "`max_active_tasks` must be a whole number from 1 to 100000; got `0`",
+        ),
+        (
+            "max_active_tasks: -1",
+            "`max_active_tasks` must be a whole number from 1 to 100000; got `-1`",
+        ),
+        (
+            "dagrun_timeout: 99999999999999999999",
+            "at most 36500d (100 years)",
+        ),
+        (
+            "dagrun_timeout: 0",
+            "`dagrun_timeout` must be longer than zero",
+        ),
+        ("dagrun_timeout: 36501d", "at most 36500d (100 years)"),
+        (
+            "start_date: '10000-01-01T00:00:00Z'",
+            "`start_date` must be a date like",
+        ),
+        (
+            "start_date: '0000-01-01T00:00:00Z'",
+            "`start_date` must be a date between the years 1 and 9999",
+        ),
+        ("end_date: '+99999-01-01'", "`end_date` must be a date"),
+    ];
+    for (line, message) in cases {
+        let src = format!("{HEAD}dag_id: d\n{line}\ntasks:\n  - id: t\n    uses: {BASH}\n    with: {{bash_command: x}}\n");
+        let e = errs(&src);
+        assert_eq!(e.len(), 1, "{line}: {e:#?}");
+        assert!(e[0].starts_with("dags/x.yaml:3:"), "{line}: {}", e[0]);
+        has(&e, message);
+    }
+    let task_cases = [
+        (
+            "retries: 3000000000",
+            "`retries` must be a whole number from 0 to 10000; got `3000000000`",
+        ),
+        (
+            "retries: -1",
+            "`retries` must be a whole number from 0 to 10000",
+        ),
+        ("retry_delay: 1e20", "at most 36500d (100 years)"),
+        (
+            "max_retry_delay: 99999999999999999999",
+            "at most 36500d (100 years)",
+        ),
+        (
+            "execution_timeout: 99999999999999999999",
+            "at most 36500d (100 years)",
+        ),
+        (
+            "execution_timeout: 0s",
+            "`execution_timeout` must be longer than zero",
+        ),
+        ("retry_exponential_backoff: 1e300", "between 0 and 1000000"),
+    ];
+    for (line, message) in task_cases {
+        let src = format!("{HEAD}dag_id: d\ntasks:\n  - id: t\n    uses: {BASH}\n    {line}\n    with: {{bash_command: x}}\n");
+        let e = errs(&src);
+        assert_eq!(e.len(), 1, "{line}: {e:#?}");
+        assert!(e[0].starts_with("dags/x.yaml:6:"), "{line}: {}", e[0]);
+        assert!(e[0].contains("task `t`"), "{}", e[0]);
+        has(&e, message);
+    }
+    // The ends of each range are fine.
+    let d = ok(&format!("{HEAD}dag_id: d\nmax_active_runs: 100000\nmax_active_tasks: 1\ndagrun_timeout: 36500d\nstart_date: 0001-01-01\nend_date: 9999-12-31\ntasks:\n  - id: t\n    uses: {BASH}\n    retries: 10000\n    retry_delay: 0\n    execution_timeout: 1ms\n    with: {{bash_command: x}}\n"));
+    assert_eq!((d.max_active_runs, d.max_active_tasks), (100_000, 1));
+    assert_eq!(d.tasks[0].retries, 10_000);
+}
+
+/// Operator numbers that would exhaust a worker (a `Vec` of 4 billion records, a timeout too
+/// large for a `Duration`) are refused when the file loads.
+#[test]
+fn operator_numbers_out_of_range_are_errors() {
+    let cases = [
+        (
+            "updraft.fetch",
+            "{fields: {id: id}, results: 4000000000}",
+            "with.results",
+            "at most 1000000",
+        ),
+        (
+            "updraft.fetch",
+            "{fields: {id: id}, concurrency: 1000000}",
+            "with.concurrency",
+            "between 1 and 64",
+        ),
+        (
+            "updraft.fetch",
+            "{fields: {id: id}, timeout: 99999999999999999999}",
+            "with",
+            "at most 36500d",
+        ),
+        (
+            "updraft.sink",
+            "{batch_size: 1000000000}",
+            "with.batch_size",
+            "at most 100000",
+        ),
+        (
+            "updraft.http",
+            "{endpoint: x, extra_options: {timeout: 1e300}}",
+            "with.extra_options.timeout",
+            "at most 86400",
+        ),
+    ];
+    for (uses, with, field, message) in cases {
+        let src =
+            format!("{HEAD}dag_id: d\ntasks:\n  - id: t\n    uses: {uses}\n    with: {with}\n");
+        let p = parse(&src);
+        assert!(
+            p.errors
+                .iter()
+                .any(|e| e.field.as_deref() == Some(field) && e.message.contains(message)),
+            "{uses} {with}: {:#?}",
+            p.errors
+        );
+    }
 }

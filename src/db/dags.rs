@@ -103,13 +103,13 @@ async fn upsert_dag(pool: &PgPool, loaded: &LoadedDag) -> anyhow::Result<bool> {
     // recomputes it when next_run_after is NULL.
     sqlx::query(
         "INSERT INTO dags (dag_id, version_id, fileloc, is_active, is_paused, schedule, description, owners, tags,
-                           max_active_runs, max_active_tasks, last_parsed_at)
-         VALUES ($1, $2, $3, true, $4, $5, $6, $7, $8, $9, $10, now())
+                           max_active_runs, max_active_tasks, end_date, last_parsed_at)
+         VALUES ($1, $2, $3, true, $4, $5, $6, $7, $8, $9, $10, $11, now())
          ON CONFLICT (dag_id) DO UPDATE SET
            version_id = EXCLUDED.version_id, fileloc = EXCLUDED.fileloc, is_active = true,
            schedule = EXCLUDED.schedule, description = EXCLUDED.description, owners = EXCLUDED.owners,
            tags = EXCLUDED.tags, max_active_runs = EXCLUDED.max_active_runs,
-           max_active_tasks = EXCLUDED.max_active_tasks, last_parsed_at = now(),
+           max_active_tasks = EXCLUDED.max_active_tasks, end_date = EXCLUDED.end_date, last_parsed_at = now(),
            next_logical_date = NULL, next_interval_start = NULL, next_interval_end = NULL, next_run_after = NULL",
     )
     .bind(dag.dag_id.as_str())
@@ -122,6 +122,7 @@ async fn upsert_dag(pool: &PgPool, loaded: &LoadedDag) -> anyhow::Result<bool> {
     .bind(&dag.tags)
     .bind(dag.max_active_runs as i32)
     .bind(dag.max_active_tasks as i32)
+    .bind(dag.end_date)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -160,14 +161,34 @@ pub struct DagSummary {
     pub is_active: bool,
     pub schedule: Option<String>,
     pub owners: String,
+    /// `None` also when nothing more will be scheduled; see `schedule_ended`.
     pub next_run_after: Option<chrono::DateTime<chrono::Utc>>,
+    /// The schedule has no next run (its `end_date` passed, or an `@once` ran).
+    pub schedule_ended: bool,
+    pub end_date: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The planned next run as readers take it: the scheduler stores 'infinity' for "nothing more
+/// to schedule", which chrono cannot represent (decoding it panics), so it reads as NULL
+/// beside a `schedule_ended` flag. Expects the `dags` row as `d`.
+const NEXT_RUN_COLUMNS: &str =
+    "CASE WHEN isfinite(d.next_run_after) THEN d.next_run_after END AS next_run_after,
+    coalesce(d.next_run_after = 'infinity', false) AS schedule_ended, d.end_date";
+
+/// How lists show a DAG whose schedule has ended: why, when it is the `end_date`.
+pub fn ended_text(end_date: Option<chrono::DateTime<chrono::Utc>>) -> &'static str {
+    if end_date.is_some_and(|e| e <= chrono::Utc::now()) {
+        "no next run (end_date passed)"
+    } else {
+        "no next run"
+    }
 }
 
 pub async fn list(pool: &PgPool) -> anyhow::Result<Vec<DagSummary>> {
-    Ok(sqlx::query_as::<_, DagSummary>(
-        "SELECT dag_id, fileloc, is_paused, is_active, schedule, owners, next_run_after
-         FROM dags WHERE is_active ORDER BY dag_id",
-    )
+    Ok(sqlx::query_as::<_, DagSummary>(&format!(
+        "SELECT d.dag_id, d.fileloc, d.is_paused, d.is_active, d.schedule, d.owners, {NEXT_RUN_COLUMNS}
+         FROM dags d WHERE d.is_active ORDER BY d.dag_id"
+    ))
     .fetch_all(pool)
     .await?)
 }

@@ -14,6 +14,8 @@ pub enum TriggerError {
     DuplicateRunId(String),
     #[error("run ids starting with `scheduled__` are reserved for scheduled runs; choose another dag_run_id")]
     ReservedRunId,
+    #[error("invalid dag_run_id: {0}")]
+    InvalidRunId(String),
     #[error("conf must be a JSON object, got {0}")]
     ConfNotObject(&'static str),
     #[error(transparent)]
@@ -26,7 +28,9 @@ pub struct TriggerRequest {
     pub conf: Option<serde_json::Value>,
     /// Airflow 3 lets manual runs have a logical date; default: the trigger time.
     pub logical_date: Option<DateTime<Utc>>,
-    /// Default: `manual__<logical date, RFC 3339 with microseconds>`.
+    /// Default (also for an empty one, as Airflow's `dag_run_id or generate_run_id(...)`):
+    /// `manual__<logical date, RFC 3339 with microseconds>`. Checked by
+    /// [`crate::core::run_id::check`].
     pub run_id: Option<String>,
     pub note: Option<String>,
 }
@@ -65,18 +69,21 @@ pub async fn trigger(
     if !conf.is_object() {
         return Err(TriggerError::ConfNotObject(json_kind(&conf)));
     }
+    let chosen = req.run_id.filter(|id| !id.is_empty());
+    if let Some(id) = &chosen {
+        crate::core::run_id::check(id).map_err(TriggerError::InvalidRunId)?;
+    }
     let logical_date: DateTime<Utc> = match req.logical_date {
         Some(d) => d,
         None => sqlx::query_scalar("SELECT now()").fetch_one(pool).await?,
     };
-    if req
-        .run_id
+    if chosen
         .as_deref()
         .is_some_and(|id| id.starts_with("scheduled__"))
     {
         return Err(TriggerError::ReservedRunId);
     }
-    let run_id = req.run_id.unwrap_or_else(|| {
+    let run_id = chosen.unwrap_or_else(|| {
         format!(
             "manual__{}",
             logical_date.to_rfc3339_opts(chrono::SecondsFormat::Micros, false)

@@ -36,16 +36,22 @@ pub struct DagRow {
     pub next_logical_date: Option<DateTime<Utc>>,
     pub next_interval_start: Option<DateTime<Utc>>,
     pub next_interval_end: Option<DateTime<Utc>>,
+    /// `None` also when nothing more will be scheduled; see `schedule_ended`.
     pub next_run_after: Option<DateTime<Utc>>,
+    /// No next run will come (the `end_date` passed, or an `@once` ran).
+    pub schedule_ended: bool,
+    pub end_date: Option<DateTime<Utc>>,
     pub last_parsed_at: DateTime<Utc>,
     pub has_import_errors: bool,
     pub recent_states: Vec<RunState>,
     pub recent_run_ids: Vec<String>,
 }
 
+/// `next_run_after` as in `super::dags::NEXT_RUN_COLUMNS` (never the unreadable 'infinity').
 const DAG_COLUMNS: &str = "d.dag_id, d.fileloc, d.is_active, d.is_paused, d.schedule, d.description, d.owners, d.tags,
     d.max_active_runs, d.max_active_tasks, d.next_logical_date, d.next_interval_start, d.next_interval_end,
-    d.next_run_after, d.last_parsed_at,
+    CASE WHEN isfinite(d.next_run_after) THEN d.next_run_after END AS next_run_after,
+    coalesce(d.next_run_after = 'infinity', false) AS schedule_ended, d.end_date, d.last_parsed_at,
     EXISTS (SELECT 1 FROM import_errors ie WHERE ie.filename = d.fileloc) AS has_import_errors,
     coalesce(r.states, '{}') AS recent_states, coalesce(r.run_ids, '{}') AS recent_run_ids";
 

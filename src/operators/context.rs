@@ -44,6 +44,11 @@ impl TaskLog {
         });
     }
 
+    /// `text` with the secrets this log masks replaced by `***`.
+    pub fn mask<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        self.mask.mask(text)
+    }
+
     pub fn info(&self, text: impl Into<String>) {
         self.line(LogStream::System, text)
     }
@@ -70,7 +75,9 @@ pub struct TaskContext {
 impl TaskContext {
     /// A context for unit tests of operators: fixed dates, a captured log.
     pub fn for_test(env: OperatorEnv) -> (TaskContext, mpsc::UnboundedReceiver<LogLine>) {
-        let (log, rx) = TaskLog::capture();
+        // Masked like the worker masks: with the environment's secrets.
+        let (tx, rx) = mpsc::unbounded_channel();
+        let log = TaskLog::new(tx, Arc::new(env.secrets()));
         let at = DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z")
             .map(|d| d.with_timezone(&Utc))
             .unwrap_or_default();

@@ -104,7 +104,10 @@ impl Scheduler {
         let processor = self.settings.process_dags_folder.then(|| {
             tokio::spawn(processor::run(
                 self.pool.clone(),
-                self.settings.dags_folder.clone(),
+                crate::dag::DagFolder::new(
+                    &self.settings.dags_folder,
+                    self.settings.dag_file_max_bytes,
+                ),
                 self.wake.clone(),
                 shutdown.clone(),
             ))

@@ -87,6 +87,8 @@ pub const KEYS: &[Key] = &[
         .env_alias("AIRFLOW__CORE__FERNET_KEY"),
     key("core.test_connection", "UPDRAFT_TEST_CONNECTION", "allow `POST /api/v2/connections/test` (Airflow's `[core] test_connection`)")
         .kind(Kind::Bool),
+    key("core.dag_file_max_bytes", "UPDRAFT_DAG_FILE_MAX_BYTES", "a DAG file (or a file it reads with `$f`) bigger than this many bytes is an import error; bounds what one file can cost the DAG processor")
+        .kind(Kind::Int),
     key("database.url", "DATABASE_URL", "the Postgres metadata database; unset: standalone picks one (a local server, else a private cluster) and other commands use standalone's")
         .flag("--database-url")
         .secrecy(Secrecy::Url),

@@ -306,6 +306,16 @@ pub(super) fn load(sources: Sources) -> Result<Settings, SettingsError> {
                 .insert(name.to_lowercase(), value.clone());
         }
     }
+    // updraft's own credentials, so tasks neither get nor print them.
+    let mut own = settings
+        .database
+        .url
+        .as_deref()
+        .map(super::url_passwords)
+        .unwrap_or_default();
+    own.extend(env_value(env, "PGPASSWORD"));
+    settings.task_env = super::TaskEnv::capture(env, &own);
+    settings.own_secrets = own;
     Ok(settings)
 }
 
@@ -589,6 +599,35 @@ mod tests {
             "{s}"
         );
         assert_eq!(op.secrets().iter().collect::<Vec<_>>(), vec!["p"]);
+    }
+
+    /// Tasks start from the environment without updraft's own credentials: the database URL,
+    /// PGPASSWORD, and any copy of the password under another name. Every form of the
+    /// password is masked in what tasks write.
+    #[test]
+    fn tasks_get_the_environment_without_the_database_credentials() {
+        let s = Settings::load(Sources {
+            env: env(&[
+                ("DATABASE_URL", "postgres://u:hunt%40er2@h/db"),
+                ("PGPASSWORD", "pg-pass"),
+                ("SQL_ALCHEMY_CONN", "postgresql://u:hunt%40er2@h/db"),
+                ("PATH", "/usr/bin"),
+                ("TEAM", "data"),
+            ]),
+            ..Default::default()
+        })
+        .unwrap();
+        let vars = s.task_env.vars().unwrap();
+        let names: Vec<&str> = vars.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["PATH", "TEAM"]);
+        let op = s.operator_env();
+        assert_eq!(op.task_env, s.task_env);
+        let masked = op
+            .secrets()
+            .mask("hunt%40er2 hunt@er2 pg-pass")
+            .into_owned();
+        assert_eq!(masked, "*** *** ***");
+        assert!(crate::settings::own_variables().any(|v| v == "DATABASE_URL"));
     }
 
     #[test]

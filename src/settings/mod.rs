@@ -20,7 +20,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::Duration;
 pub use load::{Flags, Origin, SettingsError, Sources};
-pub use operator_env::{Connection, LookupError, OperatorEnv, Stored, StoredValue};
+pub use operator_env::{
+    own_variables, url_passwords, Connection, LookupError, OperatorEnv, Stored, StoredValue,
+    TaskEnv,
+};
 
 /// Every setting, by section as in `updraft.toml`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -45,6 +48,14 @@ pub struct Settings {
     /// The config file these settings read, or would have read (it need not exist).
     #[serde(skip)]
     pub config_file: Option<PathBuf>,
+    /// updraft's own credentials found when loading (the metadata database's password from
+    /// `database.url`, `PGPASSWORD`): kept from tasks and masked in what they write.
+    #[serde(skip)]
+    pub own_secrets: Vec<String>,
+    /// The environment tasks start from: this process's, captured when loading, without
+    /// updraft's own credentials.
+    #[serde(skip)]
+    pub task_env: TaskEnv,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -60,6 +71,8 @@ pub struct Core {
     /// Whether `POST /api/v2/connections/test` may test connections (Airflow's
     /// `[core] test_connection`, off by default: a test reaches out from the server).
     pub test_connection: bool,
+    /// A DAG file (or `$f` file) bigger than this is an import error instead of being read.
+    pub dag_file_max_bytes: u64,
 }
 
 impl Default for Core {
@@ -69,6 +82,7 @@ impl Default for Core {
             home: PathBuf::from(".updraft"),
             fernet_key: None,
             test_connection: false,
+            dag_file_max_bytes: 4 << 20,
         }
     }
 }
@@ -210,6 +224,7 @@ impl Settings {
     pub fn engine(&self) -> EngineSettings {
         EngineSettings {
             dags_folder: self.core.dags_folder.clone(),
+            dag_file_max_bytes: self.core.dag_file_max_bytes,
             process_dags_folder: true,
             worker_slots: self.worker.slots.max(1),
             lease_ttl: self.worker.lease_ttl,
@@ -223,6 +238,11 @@ impl Settings {
 
     /// What operators are configured with.
     pub fn operator_env(&self) -> OperatorEnv {
+        // The database standalone chose (read from its file) may differ from the setting.
+        let mut own_secrets = self.own_secrets.clone();
+        if let Some(url) = self.database_url_or_standalone() {
+            own_secrets.extend(url_passwords(&url));
+        }
         OperatorEnv {
             kafka_bootstrap_servers: self.operators.kafka_bootstrap_servers.clone(),
             datasource_url: self.operators.datasource_url.clone(),
@@ -231,6 +251,8 @@ impl Settings {
             env_connections: self.env_connections.clone(),
             env_variables: self.env_variables.clone(),
             stored: Default::default(),
+            own_secrets,
+            task_env: self.task_env.clone(),
         }
     }
 }
@@ -246,6 +268,8 @@ pub fn hostname() -> String {
 #[derive(Clone, Debug)]
 pub struct EngineSettings {
     pub dags_folder: PathBuf,
+    /// Files in `dags_folder` bigger than this are import errors.
+    pub dag_file_max_bytes: u64,
     /// Whether the scheduler keeps the database in step with `dags_folder`. Off for
     /// `dags test` (it stores its one DAG itself) and for tests that install DAGs directly.
     pub process_dags_folder: bool,

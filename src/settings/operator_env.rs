@@ -5,13 +5,19 @@
 //! Lookup follows Airflow's order: the environment first, then the database. An environment
 //! name is matched case-insensitively (Airflow upper-cases the id to build the variable's
 //! name); a database id exactly.
+//!
+//! It also says what tasks must never see. A task is code the DAG author wrote (a bash
+//! command), not updraft: it gets the environment the worker started with, *without*
+//! updraft's own credentials ([`TaskEnv`]), so a DAG cannot reach into the metadata database,
+//! and every password updraft knows of is masked in whatever a task writes ([`OperatorEnv::secrets`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::keys::{Secrecy, KEYS};
 pub use crate::core::connection::Connection;
 use crate::core::connection::{is_sensitive_name, sensitive_values};
-use crate::core::log::{password_of, Secrets};
+use crate::core::log::{password_of, percent_decoded, Secrets};
 
 /// A value from the database, or why it cannot be read (e.g. encrypted with another key).
 pub type StoredValue<T> = Result<T, String>;
@@ -56,6 +62,11 @@ pub struct OperatorEnv {
     pub env_variables: BTreeMap<String, String>,
     /// From the database, for this try (empty where no database is read, e.g. unit tests).
     pub stored: Arc<Stored>,
+    /// updraft's own credentials: the metadata database's password (from its URL, or
+    /// `PGPASSWORD`). Never in a task's environment; masked in everything a task writes.
+    pub own_secrets: Vec<String>,
+    /// The environment a task's processes start from.
+    pub task_env: TaskEnv,
 }
 
 impl OperatorEnv {
@@ -112,12 +123,12 @@ impl OperatorEnv {
     /// (environment and database), values under sensitive keys of their extras, and the
     /// values of variables whose names look sensitive (Airflow's list), also inside JSON.
     pub fn secrets(&self) -> Secrets {
-        let mut out = Vec::new();
+        let mut out = self.own_secrets.clone();
         for uri in [&self.sink_postgres_url, &self.kafka_bootstrap_servers]
             .into_iter()
             .flatten()
         {
-            out.extend(password_of(uri));
+            out.extend(url_passwords(uri));
         }
         let conns = self
             .env_connections
@@ -141,6 +152,57 @@ impl OperatorEnv {
             }
         }
         Secrets::new(out)
+    }
+}
+
+/// The password in `uri`, as written and percent-decoded (when they differ).
+pub fn url_passwords(uri: &str) -> Vec<String> {
+    let Some(pw) = password_of(uri) else {
+        return Vec::new();
+    };
+    match percent_decoded(&pw) {
+        Some(decoded) if decoded != pw => vec![pw, decoded],
+        _ => vec![pw],
+    }
+}
+
+/// Environment variables that hold updraft's own credentials, by name: the metadata
+/// database's URL, libpq's `PGPASSWORD` (which sqlx reads for it), and every secret setting.
+pub fn own_variables() -> impl Iterator<Item = &'static str> {
+    KEYS.iter()
+        .filter(|k| k.secrecy == Secrecy::Secret || k.key == "database.url")
+        .map(|k| k.env)
+        .chain(["PGPASSWORD"])
+}
+
+/// The environment a task's processes start from: the one this process was started with,
+/// captured once with the settings, minus updraft's own variables ([`own_variables`]) and
+/// minus any variable whose value contains one of updraft's own secrets (a copy of the
+/// database URL under another name).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TaskEnv(Option<Arc<[(String, String)]>>);
+
+impl TaskEnv {
+    pub fn capture(env: &[(String, String)], own_secrets: &[String]) -> TaskEnv {
+        let own: Vec<&str> = own_variables().collect();
+        let kept: Vec<(String, String)> = env
+            .iter()
+            .filter(|(k, v)| {
+                !own.contains(&k.as_str())
+                    && !own_secrets
+                        .iter()
+                        .any(|s| !s.is_empty() && v.contains(s.as_str()))
+            })
+            .cloned()
+            .collect();
+        TaskEnv(Some(kept.into()))
+    }
+
+    /// The variables; `None` when no environment was captured (settings built in code, as
+    /// tests do), in which case a task inherits this process's environment minus
+    /// [`own_variables`].
+    pub fn vars(&self) -> Option<&[(String, String)]> {
+        self.0.as_deref()
     }
 }
 

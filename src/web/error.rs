@@ -61,10 +61,41 @@ impl WebError {
     }
 }
 
+/// When an error is Postgres refusing a value the request brought (a NUL byte in text, a
+/// number or date out of range, a key too long for an index): what to tell the caller, who
+/// can fix it. Such errors are the request's fault, so they are a 400, not a 500. A safety net
+/// behind the checks at the door (`guard`, run ids, validation), for values that reach the
+/// database through a body.
+pub fn bad_input(e: &anyhow::Error) -> Option<String> {
+    let db = e
+        .chain()
+        .find_map(|c| match c.downcast_ref::<sqlx::Error>() {
+            Some(sqlx::Error::Database(db)) => Some(db),
+            _ => None,
+        })?;
+    let code = db.code()?;
+    let why = match code.as_ref() {
+        "22021" | "22P05" => "a value contains a NUL byte or a character that cannot be stored",
+        "54000" => "a value is too long",
+        c if c.starts_with("22") => "a value is out of range or malformed",
+        _ => return None,
+    };
+    tracing::warn!(error = %db, code = %code, "request refused: the database rejected a value");
+    Some(format!("the request cannot be stored: {why}"))
+}
+
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        let message = match &self {
+        let bad = match &self {
+            WebError::Internal(e) => bad_input(e),
+            _ => None,
+        };
+        let err = match bad {
+            Some(message) => WebError::BadRequest(message),
+            None => self,
+        };
+        let status = err.status();
+        let message = match &err {
             WebError::Internal(e) => {
                 tracing::error!(error = ?e, "page failed");
                 "Something went wrong on the server. It has been logged; try again, and if it keeps \
@@ -118,6 +149,9 @@ impl ApiError {
     }
     pub fn internal(e: impl Into<anyhow::Error>) -> Self {
         let e = e.into();
+        if let Some(message) = bad_input(&e) {
+            return Self::bad_request(message);
+        }
         tracing::error!(error = ?e, "API request failed");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,

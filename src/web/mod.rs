@@ -2,11 +2,13 @@
 //! health and metrics, all served by one axum router.
 //!
 //! # Layout
-//! - [`auth`]: users, password hashing, sessions, CSRF, bearer tokens and basic auth.
+//! - [`auth`]: users, sessions, CSRF, bearer tokens and basic auth; [`hashing`]: the bounded
+//!   password hashing pool; [`throttle`]: slowing password guessing.
 //! - [`hardening`]: security headers, the body limit and the timeout (tower-http), and
 //!   refusals worded for people and programs.
 //! - [`api`]: the JSON API and its OpenAPI document.
 //! - [`pages`]: one page struct per page, next to its handler; templates in `web/templates`.
+//! - [`guard`]: refuses URLs with NUL bytes, bad UTF-8 or oversized fields (400).
 //! - [`graph`]: lays out a DAG's tasks for the SVG graph (pure).
 //! - [`metrics`]: `/health`, `/metrics` and the request-latency layer.
 //! - [`assets`]: `web/static`, compiled into the binary.
@@ -28,7 +30,9 @@ pub mod assets;
 pub mod auth;
 pub mod error;
 pub mod graph;
+pub mod guard;
 pub mod hardening;
+pub mod hashing;
 pub mod metrics;
 pub mod page;
 pub mod pages;
@@ -118,6 +122,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Slows password guessing (per client address and username).
     pub logins: Arc<throttle::LoginThrottle>,
+    /// Where sign-ins' password checks run: a fixed pool, so their memory is bounded.
+    pub hashing: Arc<hashing::HashPool>,
 }
 
 impl AppState {
@@ -128,6 +134,11 @@ impl AppState {
             metrics: Arc::default(),
             shutdown,
             logins: Arc::default(),
+            hashing: Arc::new(hashing::HashPool::new(
+                hashing::THREADS,
+                hashing::QUEUE,
+                hashing::WAIT,
+            )),
         }
     }
 }
@@ -154,7 +165,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v2/monitor/health", get(metrics::health))
         .route("/openapi.json", get(api::openapi::document))
         .route("/static/{file}", get(assets::serve))
-        .fallback(error::not_found);
+        .fallback(error::not_found)
+        // NUL bytes, bad UTF-8 and oversized fields in the URL: 400 before any handler.
+        .layer(axum::middleware::from_fn(guard::reject_malformed));
     let timed = hardening::limits(routes, &state).layer(axum::middleware::from_fn_with_state(
         state.clone(),
         metrics::track,

@@ -340,7 +340,14 @@ async fn a_missing_pool_is_an_import_error_and_a_vanished_pool_fails_the_try() {
     )
     .unwrap();
     let mut known = Default::default();
-    let (bag, _) = updraft::scheduler::processor::sync_once(&db.pool, folder.path(), &mut known)
+    let (bag, _) = updraft::scheduler::processor::sync_once(
+        &db.pool,
+        &std::sync::Arc::new(std::sync::Mutex::new(updraft::dag::DagFolder::new(
+            folder.path(),
+            4 << 20,
+        ))),
+        &mut known,
+    )
         .await
         .unwrap();
     assert!(bag.dags.is_empty());
@@ -361,7 +368,14 @@ async fn a_missing_pool_is_an_import_error_and_a_vanished_pool_fails_the_try() {
     updraft::db::pools::put(&db.pool, &spec, false)
         .await
         .unwrap();
-    let (bag, _) = updraft::scheduler::processor::sync_once(&db.pool, folder.path(), &mut known)
+    let (bag, _) = updraft::scheduler::processor::sync_once(
+        &db.pool,
+        &std::sync::Arc::new(std::sync::Mutex::new(updraft::dag::DagFolder::new(
+            folder.path(),
+            4 << 20,
+        ))),
+        &mut known,
+    )
         .await
         .unwrap();
     assert_eq!(bag.dags.len(), 1);

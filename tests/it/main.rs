@@ -19,6 +19,7 @@ mod folder;
 mod helpers;
 mod locks;
 mod outage;
+mod hostile;
 mod pipeline;
 mod pipeline_e2e;
 mod spec;

@@ -4,8 +4,9 @@
 //! both sides. We build on `yaml-rust2`'s event parser because serde-based readers lose line
 //! and column, and every error we report has to point somewhere.
 //!
-//! What this adds on top of the events: anchors and aliases are expanded (with a size budget,
-//! so an alias bomb cannot eat the scheduler's memory), `<<` merge keys work as in PyYAML,
+//! What this adds on top of the events: anchors and aliases are expanded (within a budget of
+//! values *and* of bytes, so neither an alias bomb of small values nor a few aliases of one
+//! long string can eat the scheduler's memory), `<<` merge keys work as in PyYAML,
 //! and duplicate mapping keys anywhere are errors (PyYAML silently keeps the last one, Airflow's
 //! loader rejects them).
 
@@ -130,7 +131,14 @@ pub struct Documents {
 }
 
 /// Expanding aliases can multiply a small file into a huge tree; beyond this many nodes we stop.
-const NODE_BUDGET: usize = 1_000_000;
+/// A DAG file with a thousand tasks of twenty values each is 20,000.
+pub const NODE_BUDGET: usize = 250_000;
+/// ...and beyond this many bytes of expanded tree: each node's own size plus its text. The node
+/// count alone is not enough: one 100 KB string aliased 10,000 times is only 10,000 nodes, but
+/// a gigabyte of text.
+pub const BYTE_BUDGET: usize = 32 << 20;
+/// What one node costs in the byte budget besides its text.
+const NODE_BYTES: usize = std::mem::size_of::<Node>();
 /// Deeper than this is not a DAG file, and recursion must stay well within the stack.
 const MAX_DEPTH: usize = 200;
 
@@ -156,7 +164,10 @@ pub fn parse(source: &str) -> Documents {
         anchors: HashMap::new(),
         out: Documents::default(),
         doc: 0,
-        budget: NODE_BUDGET,
+        budget: Weight {
+            nodes: NODE_BUDGET,
+            bytes: BYTE_BUDGET,
+        },
     };
     let ended = builder.documents();
     let mut out = builder.out;
@@ -174,12 +185,21 @@ pub fn parse(source: &str) -> Documents {
     out
 }
 
+/// How much of the expansion budget a tree uses (or how much is left).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Weight {
+    nodes: usize,
+    bytes: usize,
+}
+
 struct Builder {
     events: std::vec::IntoIter<(Event, Marker)>,
-    anchors: HashMap<usize, Node>,
+    /// Anchored trees with their weight, so each alias costs a lookup, not a walk.
+    anchors: HashMap<usize, (Node, Weight)>,
     out: Documents,
     doc: usize,
-    budget: usize,
+    /// What the document may still expand to.
+    budget: Weight,
 }
 
 impl Builder {
@@ -226,13 +246,23 @@ impl Builder {
             .ok_or_else(|| self.err(mark, "unexpected end of the file".into()))
     }
 
-    fn spend(&mut self, n: usize, mark: Marker) -> Result<(), YamlError> {
-        self.budget = self.budget.checked_sub(n).ok_or_else(|| {
-            self.err(
+    fn spend(&mut self, w: Weight, mark: Marker) -> Result<(), YamlError> {
+        let Some(nodes) = self.budget.nodes.checked_sub(w.nodes) else {
+            return Err(self.err(
                 mark,
-                "the document expands to too many values (aliases repeated too often)".into(),
-            )
-        })?;
+                format!("the document expands to too many values (more than {NODE_BUDGET}; aliases repeated too often?)"),
+            ));
+        };
+        let Some(bytes) = self.budget.bytes.checked_sub(w.bytes) else {
+            return Err(self.err(
+                mark,
+                format!(
+                    "the document expands to more than {} MiB (aliases of long values repeated too often?)",
+                    BYTE_BUDGET >> 20
+                ),
+            ));
+        };
+        self.budget = Weight { nodes, bytes };
         Ok(())
     }
 
@@ -243,7 +273,15 @@ impl Builder {
                 format!("values are nested more than {MAX_DEPTH} levels deep"),
             ));
         }
-        self.spend(1, mark)?;
+        // Everything this node spends, its aliases' expansions included, is its weight.
+        let before = self.budget;
+        self.spend(
+            Weight {
+                nodes: 1,
+                bytes: NODE_BYTES,
+            },
+            mark,
+        )?;
         let at = |kind| Node {
             kind,
             line: mark.line() as u32,
@@ -251,14 +289,23 @@ impl Builder {
         };
         let (node, anchor) = match ev {
             Event::Scalar(value, style, anchor, tag) => {
+                self.spend(
+                    Weight {
+                        nodes: 0,
+                        bytes: value.len(),
+                    },
+                    mark,
+                )?;
                 (at(self.scalar(value, style, tag, mark)?), anchor)
             }
             Event::Alias(id) => {
-                let Some(node) = self.anchors.get(&id).cloned() else {
+                let Some(weight) = self.anchors.get(&id).map(|(_, w)| *w) else {
                     return Err(self.err(mark, "alias to an unknown anchor".into()));
                 };
-                self.spend(count(&node), mark)?;
-                return Ok(node);
+                // Spent before cloning: a refused alias allocates nothing.
+                self.spend(weight, mark)?;
+                let node = self.anchors.get(&id).map(|(n, _)| n.clone());
+                return node.ok_or_else(|| self.err(mark, "alias to an unknown anchor".into()));
             }
             Event::SequenceStart(anchor, tag) => {
                 self.check_collection_tag(tag, "seq", mark)?;
@@ -286,7 +333,11 @@ impl Builder {
             other => return Err(self.err(mark, format!("unexpected YAML event {other:?}"))),
         };
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            let weight = Weight {
+                nodes: before.nodes - self.budget.nodes,
+                bytes: before.bytes - self.budget.bytes,
+            };
+            self.anchors.insert(anchor, (node.clone(), weight));
         }
         Ok(node)
     }
@@ -436,14 +487,6 @@ fn core_tag(tag: &Tag) -> Option<&str> {
     match tag.handle.as_str() {
         "!!" | "tag:yaml.org,2002:" => Some(tag.suffix.as_str()),
         _ => tag.suffix.strip_prefix("tag:yaml.org,2002:"),
-    }
-}
-
-fn count(node: &Node) -> usize {
-    1 + match &node.kind {
-        NodeKind::Seq(items) => items.iter().map(count).sum(),
-        NodeKind::Map(entries) => entries.iter().map(|(k, v)| count(k) + count(v)).sum(),
-        _ => 0,
     }
 }
 

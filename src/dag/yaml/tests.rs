@@ -157,6 +157,31 @@ fn alias_bombs_stop() {
     );
 }
 
+/// One 100 KB string aliased 400 times: 401 values, but 40 MB expanded; the node budget alone
+/// let it through. (The 1 MB file of the issue aliases it 225,000 times: 22 GB.)
+#[test]
+fn aliases_of_long_strings_stop_at_the_byte_budget() {
+    let src = format!(
+        "s: &s \"{}\"\nl: [{}*s]\n",
+        "x".repeat(100_000),
+        "*s, ".repeat(400)
+    );
+    let started = std::time::Instant::now();
+    let d = parse(&src);
+    assert_eq!(d.errors.len(), 1, "{:?}", d.errors);
+    assert!(
+        d.errors[0].message.contains("expands to more than 32 MiB"),
+        "{:?}",
+        d.errors
+    );
+    assert_eq!(d.errors[0].line, 2);
+    assert!(d.docs.is_empty());
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // Within the budget, aliases of strings still expand.
+    let n = one(&format!("s: &s \"{}\"\nl: [*s, *s]\n", "y".repeat(1000)));
+    assert_eq!(get(&n, "l").to_json()[1].as_str().unwrap().len(), 1000);
+}
+
 #[test]
 fn duplicate_keys_anywhere() {
     let d = parse("a: 1\nb:\n  c: 1\n  c: 2\na: 3\n");

@@ -11,14 +11,32 @@ pub async fn run(config: Config, ctx: &TaskContext) -> Result<Outcome, OperatorE
     let scratch = process::Scratch::new()
         .map_err(|e| OperatorError::internal("could not create a working directory", e))?;
     let mut cmd = process::command(&config.bash_command);
-    if let Some(env) = &config.env {
-        if !config.append_env {
-            cmd.env_clear();
-            // Without PATH even `echo` in a script fails; Airflow keeps PATH too.
-            if let Ok(path) = std::env::var("PATH") {
-                cmd.env("PATH", path);
-            }
+    // The command starts from the worker's environment without updraft's own credentials
+    // (`TaskEnv`); `env:` without `append_env` replaces even that, keeping only PATH (without
+    // it even `echo` in a script fails; Airflow keeps PATH too).
+    let replace = config.env.is_some() && !config.append_env;
+    cmd.env_clear();
+    match ctx.env.task_env.vars() {
+        Some(vars) => {
+            cmd.envs(
+                vars.iter()
+                    .filter(|(k, _)| !replace || k == "PATH")
+                    .map(|(k, v)| (k, v)),
+            );
         }
+        // Settings built in code (tests): this process's environment, minus updraft's own.
+        None => {
+            let own: Vec<&str> = crate::settings::own_variables().collect();
+            cmd.envs(std::env::vars().filter(|(k, _)| {
+                if replace {
+                    k == "PATH"
+                } else {
+                    !own.contains(&k.as_str())
+                }
+            }));
+        }
+    }
+    if let Some(env) = &config.env {
         cmd.envs(env);
     }
     cmd.env("AIRFLOW_CTX_DAG_ID", &ctx.dag_id)
@@ -98,7 +116,8 @@ async fn pump(stream: impl AsyncRead + Unpin, log: TaskLog, which: LogStream) ->
     let mut last = None;
     while let Ok(Some(line)) = lines.next_line().await {
         if !line.trim().is_empty() {
-            last = Some(line.clone());
+            // The XCom is shown like the log line it also is: secrets masked.
+            last = Some(log.mask(&line).into_owned());
         }
         log.line(which, line);
     }

@@ -54,6 +54,39 @@ async fn env_replaces_unless_appended_and_context_vars_are_set() {
     assert_eq!(out.xcom[0].1, serde_json::json!("bar-outer-test_dag"));
 }
 
+/// The command cannot see the metadata database's URL, and echoing its password prints `***`
+/// in the log and in the XCom.
+#[tokio::test]
+async fn the_database_credentials_are_kept_from_the_command_and_masked() {
+    let settings = crate::settings::Settings::load(crate::settings::Sources {
+        env: vec![
+            ("DATABASE_URL".into(), "postgres://u:hunter2@db/x".into()),
+            ("TEAM".into(), "data".into()),
+        ],
+        ..Default::default()
+    })
+    .unwrap();
+    let (ctx, mut log) = TaskContext::for_test(settings.operator_env());
+    let out = run(
+        config("echo \"url=${DATABASE_URL:-unset} team=$TEAM\"; echo pw=hunter2"),
+        &ctx,
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.xcom[0].1, serde_json::json!("pw=***"));
+    drop(ctx);
+    let mut lines = Vec::new();
+    while let Some(l) = log.recv().await {
+        lines.push(l.text);
+    }
+    assert!(
+        lines.contains(&"url=unset team=data".to_string()),
+        "{lines:?}"
+    );
+    assert!(lines.contains(&"pw=***".to_string()), "{lines:?}");
+    assert!(!lines.iter().any(|l| l.contains("hunter2")), "{lines:?}");
+}
+
 #[tokio::test]
 async fn cancellation_kills_the_process_group() {
     let (ctx, _log) = TaskContext::for_test(OperatorEnv::default());

@@ -10,6 +10,10 @@ use crate::core::Duration;
 
 /// The API's own cap on `results` per request (randomuser.me serves at most 5,000).
 pub const MAX_PAGE_SIZE: u32 = 5_000;
+/// Bounds on the other numbers, so a typo cannot exhaust a worker's memory or hammer the API.
+pub const MAX_RESULTS: u32 = 1_000_000;
+pub const MAX_CONCURRENCY: usize = 64;
+pub const MAX_RETRIES: u32 = 100;
 
 /// The connection fetch reads its URL from when the task names none, if it is defined.
 pub const DATASOURCE_CONN_ID: &str = "datasource_default";
@@ -137,8 +141,24 @@ impl Config {
                 format!("must be between 1 and {MAX_PAGE_SIZE}"),
             ));
         }
-        if self.concurrency == 0 {
-            errors.push(("with.concurrency".into(), "must be at least 1".into()));
+        if self.concurrency == 0 || self.concurrency > MAX_CONCURRENCY {
+            errors.push((
+                "with.concurrency".into(),
+                format!("must be between 1 and {MAX_CONCURRENCY}"),
+            ));
+        }
+        // The records are collected in memory before they are returned.
+        if self.results > MAX_RESULTS {
+            errors.push((
+                "with.results".into(),
+                format!("must be at most {MAX_RESULTS} (fetch more with several tasks or runs)"),
+            ));
+        }
+        if self.retries > MAX_RETRIES {
+            errors.push((
+                "with.retries".into(),
+                format!("must be at most {MAX_RETRIES}"),
+            ));
         }
         if self.timeout == Duration::ZERO {
             errors.push(("with.timeout".into(), "must be longer than zero".into()));

@@ -40,6 +40,9 @@ pub struct Config {
     pub response_filter: Option<serde_json::Value>,
 }
 
+/// The longest `extra_options.timeout` (a day).
+pub const MAX_TIMEOUT_SECS: f64 = 86_400.0;
+
 impl Config {
     /// Pure checks beyond the types.
     pub fn validate(&self) -> Vec<(String, String)> {
@@ -65,10 +68,10 @@ impl Config {
         }
         for (k, v) in &self.extra_options {
             match k.as_str() {
-                "timeout" if v.as_f64().is_some_and(|t| t > 0.0) => {}
+                "timeout" if v.as_f64().is_some_and(|t| t > 0.0 && t <= MAX_TIMEOUT_SECS) => {}
                 "timeout" => errors.push((
                     "with.extra_options.timeout".into(),
-                    "must be a positive number of seconds".into(),
+                    format!("must be a positive number of seconds, at most {MAX_TIMEOUT_SECS}"),
                 )),
                 other => errors.push((
                     format!("with.extra_options.{other}"),
@@ -90,7 +93,8 @@ impl Config {
             .get("timeout")
             .and_then(|v| v.as_f64())
             .unwrap_or(60.0);
-        std::time::Duration::from_secs_f64(secs.max(0.001))
+        // Clamped: `from_secs_f64` panics on values too large for a `Duration`.
+        std::time::Duration::from_secs_f64(secs.clamp(0.001, MAX_TIMEOUT_SECS))
     }
 }
 

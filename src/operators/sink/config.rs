@@ -219,6 +219,10 @@ pub fn valid_identifier(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
+/// Bounds on `batch_size` and `concurrency`, so a typo cannot exhaust a worker's memory.
+pub const MAX_BATCH: usize = 100_000;
+pub const MAX_CONCURRENCY: usize = 1_024;
+
 impl Config {
     /// Pure checks beyond the types.
     pub fn validate(&self) -> Vec<(String, String)> {
@@ -259,6 +263,13 @@ impl Config {
             errors.push((
                 "with.batch_size".into(),
                 "`batch_size` and `concurrency` must be at least 1".into(),
+            ));
+        }
+        // A batch is held in memory; so is every insert in flight.
+        if self.batch_size > MAX_BATCH || self.concurrency > MAX_CONCURRENCY {
+            errors.push((
+                "with.batch_size".into(),
+                format!("`batch_size` may be at most {MAX_BATCH} and `concurrency` at most {MAX_CONCURRENCY}"),
             ));
         }
         if self.properties.contains_key("enable.auto.commit")

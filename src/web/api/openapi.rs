@@ -13,19 +13,33 @@ fn r(name: &str) -> Value {
 }
 
 fn ok(schema: Value) -> Value {
+    let error = |what: &str| json!({"description": what, "content": {"application/json": {"schema": r("HTTPExceptionResponse")}}});
     json!({
         "200": {"description": "OK", "content": {"application/json": {"schema": schema}}},
-        "401": {"description": "Not authenticated", "content": {"application/json": {"schema": r("HTTPExceptionResponse")}}},
-        "404": {"description": "Not found", "content": {"application/json": {"schema": r("HTTPExceptionResponse")}}},
+        "400": error("Bad request: a NUL byte, bytes that are not UTF-8 or a field that is too long in the URL, or a value that cannot be stored"),
+        "401": error("Not authenticated"),
+        "404": error("Not found"),
+        "429": error("Too many sign-in attempts (basic auth) for this user from this address; see Retry-After"),
+        "503": error("Too many sign-in attempts (basic auth) are being checked; try again"),
     })
 }
 
+/// What a text parameter may hold (`web::guard`): no NUL byte, at most 1,024 characters.
+fn text() -> Value {
+    json!({"type": "string", "pattern": "^[^\\u0000]*$", "maxLength": 1024})
+}
+
 fn path_param(name: &str) -> Value {
-    json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}})
+    json!({"name": name, "in": "path", "required": true, "schema": text()})
 }
 
 fn query(name: &str, ty: &str) -> Value {
-    json!({"name": name, "in": "query", "required": false, "schema": {"type": ty}})
+    let schema = if ty == "string" {
+        text()
+    } else {
+        json!({"type": ty})
+    };
+    json!({"name": name, "in": "query", "required": false, "schema": schema})
 }
 
 pub fn spec() -> Value {
@@ -82,7 +96,8 @@ pub fn spec() -> Value {
                     "last_parsed_time": dt, "max_active_tasks": i, "max_active_runs": i, "has_import_errors": b,
                     "next_dagrun_logical_date": dt, "next_dagrun_data_interval_start": dt, "next_dagrun_data_interval_end": dt, "next_dagrun_run_after": dt})),
                 "DAGCollectionResponse": obj(&["dags", "total_entries"], json!({"dags": {"type": "array", "items": r("DAGResponse")}, "total_entries": i})),
-                "TriggerDAGRunPostBody": obj(&[], json!({"dag_run_id": sn, "logical_date": dt, "conf": {"type": ["object", "null"]}, "note": sn})),
+                "TriggerDAGRunPostBody": obj(&[], json!({"dag_run_id": {"type": ["string", "null"], "pattern": "^[A-Za-z0-9_.~:+-]*$", "maxLength": 250,
+                    "description": "Airflow's allowed_run_id_pattern, without `..`; empty or null: generated"}, "logical_date": dt, "conf": {"type": ["object", "null"]}, "note": sn})),
                 "DagVersionResponse": obj(&["id", "version_number", "dag_id", "created_at"], json!({"id": {"type": "string", "format": "uuid"}, "version_number": i, "dag_id": s, "bundle_name": sn, "created_at": dt})),
                 "DAGRunResponse": obj(&["dag_run_id", "dag_id", "run_type", "state", "run_after", "dag_versions"], json!({
                     "dag_run_id": s, "dag_id": s, "dag_display_name": s, "logical_date": dt, "queued_at": dt, "start_date": dt, "end_date": dt,

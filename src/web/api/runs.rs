@@ -125,9 +125,11 @@ pub async fn trigger(
         Err(e @ TriggerError::DuplicateRunId(_)) => {
             return Err(ApiError::new(StatusCode::CONFLICT, e.to_string()))
         }
-        Err(e @ (TriggerError::ConfNotObject(_) | TriggerError::ReservedRunId)) => {
-            return Err(ApiError::bad_request(e.to_string()))
-        }
+        Err(
+            e @ (TriggerError::ConfNotObject(_)
+            | TriggerError::ReservedRunId
+            | TriggerError::InvalidRunId(_)),
+        ) => return Err(ApiError::bad_request(e.to_string())),
         Err(TriggerError::Db(e)) => return Err(e.into()),
     };
     let vs = versions(&st, std::slice::from_ref(&run)).await?;

@@ -1,20 +1,18 @@
-//! Users and their passwords: argon2 hashes, a bounded number of verifications at a time, and
-//! the sign-in every login path goes through (throttled per client address and username).
+//! Users and their passwords: argon2 hashes computed in the bounded hashing pool
+//! (`web::hashing`), and the sign-in every login path goes through (throttled per client
+//! address and username, before any hashing).
 
 use std::io::Write;
 use std::net::IpAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::time::Duration;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
-use rand::{Rng, RngCore};
+use rand::Rng;
 use sqlx::PgPool;
-use tokio::sync::Semaphore;
 
 use super::ROLES;
 use crate::db::users;
+use crate::web::hashing::{HashPool, PasswordChecksBusy};
 use crate::web::throttle::{LoginThrottle, Throttled};
 
 /// Why a sign-in was not even decided: the caller should wait, or the server failed.
@@ -23,7 +21,7 @@ pub enum SignInError {
     /// Too many recent attempts for this username from this address (answer 429).
     #[error(transparent)]
     Throttled(#[from] Throttled),
-    /// Password checks are all busy and this one waited [`PASSWORD_CHECK_WAIT`] (answer 503).
+    /// Password checks are all busy and the queue is full (answer 503).
     #[error("too many sign-in attempts are being checked right now; try again in a few seconds")]
     Busy,
     #[error(transparent)]
@@ -36,29 +34,10 @@ impl From<sqlx::Error> for SignInError {
     }
 }
 
+/// A new argon2id hash of `password`, computed in the bounded hashing pool (`hashing`).
 pub async fn hash_password(password: &str) -> anyhow::Result<String> {
-    let password = password.to_string();
-    tokio::task::spawn_blocking(move || {
-        let mut salt = [0u8; 16];
-        rand::rng().fill_bytes(&mut salt);
-        let salt = SaltString::encode_b64(&salt).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(|e| anyhow::anyhow!("hashing the password failed: {e}"))
-    })
-    .await?
+    crate::web::hashing::global().hash(password).await
 }
-
-/// How many argon2 password verifications may run at once. Each takes about 19 MiB and a
-/// blocking thread for tens of milliseconds, and anyone can ask for one (login form, basic
-/// auth, `/auth/token`), so without a bound a burst of bad logins eats memory and threads.
-const PASSWORD_CHECKS_AT_ONCE: usize = 4;
-/// How long an attempt waits for its turn. Excess attempts queue (cheaply: no argon2 memory
-/// is held while waiting); one still waiting after this is answered 503 so a flood gives
-/// callers a clear "try again" rather than ever longer hangs.
-const PASSWORD_CHECK_WAIT: Duration = Duration::from_secs(10);
-static PASSWORD_CHECKS: Semaphore = Semaphore::const_new(PASSWORD_CHECKS_AT_ONCE);
 
 /// Verified against when the username is unknown, so unknown users take as long as wrong
 /// passwords and the timing does not tell which usernames exist. Same parameters as
@@ -66,26 +45,18 @@ static PASSWORD_CHECKS: Semaphore = Semaphore::const_new(PASSWORD_CHECKS_AT_ONCE
 const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$udB+FAFHr3EjU15G4nP5NQ$vhT1bc9HzviHcUjWAldwblvuZJf5paq7L7NrCkg3kt8";
 
-async fn verify_password(password: &str, hash: &str) -> Result<bool, SignInError> {
-    let (password, hash) = (password.to_string(), hash.to_string());
-    let permit = tokio::time::timeout(PASSWORD_CHECK_WAIT, PASSWORD_CHECKS.acquire())
-        .await
-        .map_err(|_| SignInError::Busy)?
-        .map_err(|e| anyhow::anyhow!("password check semaphore: {e}"))?;
-    let verified = tokio::task::spawn_blocking(move || {
-        // Held until the work is done, even if the request is dropped meanwhile.
-        let _permit = permit;
-        let parsed = PasswordHash::new(&hash)
-            .map_err(|e| anyhow::anyhow!("stored password hash is invalid: {e}"))?;
-        Ok::<_, anyhow::Error>(
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok(),
-        )
+async fn verify_password(
+    hashing: &HashPool,
+    password: &str,
+    hash: &str,
+) -> Result<bool, SignInError> {
+    hashing.verify(password, hash).await.map_err(|e| {
+        if e.is::<PasswordChecksBusy>() {
+            SignInError::Busy
+        } else {
+            SignInError::Internal(e)
+        }
     })
-    .await
-    .map_err(anyhow::Error::from)??;
-    Ok(verified)
 }
 
 /// The user if the password is theirs. Unknown usernames cost one verification too (against
@@ -95,9 +66,19 @@ pub async fn check_password(
     username: &str,
     password: &str,
 ) -> Result<Option<users::User>, SignInError> {
+    check_password_in(crate::web::hashing::global(), pool, username, password).await
+}
+
+/// [`check_password`] in the given hashing pool (the web server's own).
+pub async fn check_password_in(
+    hashing: &HashPool,
+    pool: &PgPool,
+    username: &str,
+    password: &str,
+) -> Result<Option<users::User>, SignInError> {
     let found = users::credentials(pool, username).await?;
     let hash = found.as_ref().map_or(DUMMY_HASH, |(_, hash)| hash.as_str());
-    let matches = verify_password(password, hash).await?;
+    let matches = verify_password(hashing, password, hash).await?;
     Ok(found.filter(|_| matches).map(|(user, _)| user))
 }
 
@@ -106,13 +87,15 @@ pub async fn check_password(
 /// is right.
 pub async fn sign_in(
     pool: &PgPool,
+    hashing: &HashPool,
     logins: &LoginThrottle,
     client: IpAddr,
     username: &str,
     password: &str,
 ) -> Result<Option<users::User>, SignInError> {
+    // A refused attempt costs no hashing at all.
     logins.attempt(client, username)?;
-    let user = check_password(pool, username, password).await?;
+    let user = check_password_in(hashing, pool, username, password).await?;
     if user.is_some() {
         logins.succeeded(client, username);
     }
@@ -184,6 +167,8 @@ pub async fn ensure_admin(pool: &PgPool, password_file: &Path) -> anyhow::Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    use argon2::Argon2;
 
     #[test]
     fn the_dummy_hash_costs_what_a_real_one_does() {

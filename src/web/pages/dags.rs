@@ -43,6 +43,9 @@ impl DagItem {
         if self.row.schedule.is_none() {
             return "manual only".into();
         }
+        if self.row.schedule_ended {
+            return crate::db::dags::ended_text(self.row.end_date).into();
+        }
         fmt_time(self.row.next_logical_date.or(self.row.next_run_after))
     }
     pub fn schedule(&self) -> &str {
