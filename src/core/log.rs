@@ -49,6 +49,10 @@ impl LogLine {
 /// The text that replaces a secret.
 pub const MASK: &str = "***";
 
+/// Secrets shorter than this are not masked, as in Airflow (`min_length_masked_secret`):
+/// masking `abc` everywhere would mangle logs and data more than it protects.
+pub const MIN_MASKED_LEN: usize = 5;
+
 /// Strings that must never be shown. Longer secrets are replaced first, so a secret that
 /// contains another is masked whole.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -63,10 +67,13 @@ impl Secrets {
         s
     }
 
-    /// Adds secrets; empty strings are ignored (they would mask everything).
+    /// Adds secrets; ones shorter than [`MIN_MASKED_LEN`] characters are ignored.
     pub fn extend(&mut self, values: impl IntoIterator<Item = String>) {
-        self.values
-            .extend(values.into_iter().filter(|v| !v.is_empty()));
+        self.values.extend(
+            values
+                .into_iter()
+                .filter(|v| v.chars().count() >= MIN_MASKED_LEN),
+        );
         self.values
             .sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         self.values.dedup();
@@ -142,8 +149,17 @@ mod tests {
         );
         assert_eq!(mask_uri("postgres://db/x"), "postgres://db/x");
         assert_eq!(password_of("kafka://b:9092"), None);
-        let s = Secrets::new(["abc".to_string(), "abcdef".to_string(), String::new()]);
-        assert_eq!(s.mask("x abcdef y abc"), "x *** y ***");
+        let s = Secrets::new([
+            "abcde".to_string(),
+            "abcdefgh".to_string(),
+            "abc".to_string(),
+            String::new(),
+        ]);
+        assert_eq!(
+            s.mask("x abcdefgh y abcde z abc"),
+            "x *** y *** z abc",
+            "longer first; under five characters is not masked, as in Airflow"
+        );
         assert!(matches!(s.mask("nothing"), Cow::Borrowed(_)));
         assert!(!Secrets::new([String::new()]).mask("").contains('*'));
         assert_eq!(

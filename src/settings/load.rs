@@ -598,7 +598,10 @@ mod tests {
             s.contains("AIRFLOW__CORE__FERNET_KEY") && s.contains("core.fernet_key"),
             "{s}"
         );
-        assert_eq!(op.secrets().iter().collect::<Vec<_>>(), vec!["p"]);
+        assert!(
+            op.secrets().is_empty(),
+            "a one-letter password is too short to mask, as in Airflow"
+        );
     }
 
     /// Tasks start from the environment without updraft's own credentials: the database URL,

@@ -229,7 +229,9 @@ mod tests {
             .connections
             .insert("Only_DB".into(), db("Only_DB", "db2"));
         stored.variables.insert("region".into(), Ok("db".into()));
-        stored.variables.insert("api_key".into(), Ok("k-db".into()));
+        stored
+            .variables
+            .insert("api_key".into(), Ok("key-from-db".into()));
         stored
             .variables
             .insert("broken".into(), Err("wrong key".into()));
@@ -264,6 +266,6 @@ mod tests {
             .contains("wrong key"));
         let secrets = env.secrets();
         let secrets: Vec<&str> = secrets.iter().collect();
-        assert_eq!(secrets, vec!["env-pw", "db-pw", "k-db"]);
+        assert_eq!(secrets, vec!["key-from-db", "env-pw", "db-pw"]);
     }
 }

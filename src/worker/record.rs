@@ -64,7 +64,13 @@ impl Worker {
             }
             (None, Ok(out)) => {
                 log.info("Marking task as SUCCESS");
-                Some(Finish::Success { xcom: out.xcom })
+                // XComs are shown in pages and read by templates: no secret is stored in one.
+                let xcom = out
+                    .xcom
+                    .into_iter()
+                    .map(|(k, v)| (k, mask_json(log, v)))
+                    .collect();
+                Some(Finish::Success { xcom })
             }
             (None, Err(e)) => {
                 // A permanent operator error (bad configuration, a 4xx, ...) fails now: another
@@ -238,5 +244,42 @@ async fn record_group(pool: &PgPool, jobs: Vec<OutcomeJob>) {
                 let _ = reply.send(Err(sqlx::Error::Protocol(e.to_string())));
             }
         }
+    }
+}
+
+/// `value` with every secret the try's log masks replaced by `***` in its strings (keys too).
+fn mask_json(log: &TaskLog, value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => Value::String(log.mask(&s).into_owned()),
+        Value::Array(items) => Value::Array(items.into_iter().map(|v| mask_json(log, v)).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (log.mask(&k).into_owned(), mask_json(log, v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_in_xcom_values_are_masked() {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let log = TaskLog::new(
+            tx,
+            Arc::new(crate::core::Secrets::new(["hunter2".to_string()])),
+        );
+        let masked = mask_json(
+            &log,
+            serde_json::json!({"url": "postgres://u:hunter2@h/db", "list": ["hunter2", 1], "hunter2": true}),
+        );
+        assert_eq!(
+            masked,
+            serde_json::json!({"url": "postgres://u:***@h/db", "list": ["***", 1], "***": true})
+        );
     }
 }

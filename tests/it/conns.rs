@@ -348,8 +348,8 @@ async fn a_missing_pool_is_an_import_error_and_a_vanished_pool_fails_the_try() {
         ))),
         &mut known,
     )
-        .await
-        .unwrap();
+    .await
+    .unwrap();
     assert!(bag.dags.is_empty());
     let msg: String =
         sqlx::query_scalar("SELECT message FROM import_errors WHERE filename = 'pooled.yaml'")
@@ -376,8 +376,8 @@ async fn a_missing_pool_is_an_import_error_and_a_vanished_pool_fails_the_try() {
         ))),
         &mut known,
     )
-        .await
-        .unwrap();
+    .await
+    .unwrap();
     assert_eq!(bag.dags.len(), 1);
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM import_errors")
         .fetch_one(&db.pool)

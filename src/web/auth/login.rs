@@ -126,7 +126,15 @@ pub async fn login(
             "The login form expired or did not come from this site. Enter your password again.";
         return refused(&st, f, None, StatusCode::FORBIDDEN, error.into());
     }
-    let checked = sign_in(&st.pool, &st.hashing, &st.logins, client, &f.username, &f.password).await;
+    let checked = sign_in(
+        &st.pool,
+        &st.hashing,
+        &st.logins,
+        client,
+        &f.username,
+        &f.password,
+    )
+    .await;
     let user = match checked {
         Ok(Some(user)) => user,
         Ok(None) => {

@@ -52,7 +52,16 @@ pub(super) async fn from_authorization(
             return Ok(AuthOutcome::Rejected("malformed basic auth header"));
         };
         return Ok(
-            match sign_in(&st.pool, &st.hashing, &st.logins, client, username, password).await? {
+            match sign_in(
+                &st.pool,
+                &st.hashing,
+                &st.logins,
+                client,
+                username,
+                password,
+            )
+            .await?
+            {
                 Some(u) => AuthOutcome::User(CurrentUser {
                     id: u.id,
                     username: u.username,
@@ -87,7 +96,15 @@ pub async fn token(
             ApiError::bad_request(format!("expected JSON {{\"username\", \"password\"}}: {e}"))
         }
     })?;
-    let checked = sign_in(&st.pool, &st.hashing, &st.logins, client, &body.username, &body.password).await;
+    let checked = sign_in(
+        &st.pool,
+        &st.hashing,
+        &st.logins,
+        client,
+        &body.username,
+        &body.password,
+    )
+    .await;
     let user = match checked {
         Ok(Some(user)) => user,
         Ok(None) => return Err(ApiError::unauthorized("wrong username or password")),
