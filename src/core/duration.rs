@@ -1,7 +1,8 @@
 //! Durations as DAG files write them: `250ms`, `30s`, `5m`, `1h`, `1d` (also combined, `1h30m`),
-//! ISO-8601 `PT5M` / `P1DT2H`, or a plain number of seconds. Written back in the short form.
-//! At most [`Duration::MAX`] (100 years): longer is surely a mistake, and beyond it a deadline
-//! no longer fits a Postgres interval or a clock.
+//! ISO-8601 `PT5M` / `P1DT2H`, Python's clock form `00:05:00` / `1 day, 2:00:00` (what
+//! `str(timedelta)` prints and pydantic reads, so Airflow files carry it), or a plain number of
+//! seconds. Written back in the short form. At most [`Duration::MAX`] (100 years): longer is
+//! surely a mistake, and beyond it a deadline no longer fits a Postgres interval or a clock.
 
 use std::fmt;
 use std::str::FromStr;
@@ -74,12 +75,16 @@ impl FromStr for Duration {
 
     fn from_str(input: &str) -> Result<Self, String> {
         let s = input.trim();
-        let hint = "write it like `30s`, `5m`, `1h30m`, `1d`, `PT5M` or a number of seconds";
+        let hint =
+            "write it like `30s`, `5m`, `1h30m`, `1d`, `PT5M`, `00:05:00` or a number of seconds";
         if s.is_empty() {
             return Err(format!("empty duration; {hint}"));
         }
         if let Ok(secs) = s.parse::<f64>() {
             return Duration::from_secs_f64(secs);
+        }
+        if s.contains(':') {
+            return clock_form(s).ok_or_else(|| format!("invalid duration `{input}`; {hint}"));
         }
         let (body, iso) = match s.strip_prefix('P').or_else(|| s.strip_prefix('p')) {
             Some(rest) => (rest, true),
@@ -135,6 +140,45 @@ impl FromStr for Duration {
     }
 }
 
+/// `[D day[s], ]H:MM[:SS[.ffffff]]` (Python's `str(timedelta)`) or `Dd,HH:MM:SS` (pydantic).
+fn clock_form(s: &str) -> Option<Duration> {
+    let (days, clock) = match s.split_once(',') {
+        Some((d, c)) => {
+            let d = d.trim();
+            let n = d
+                .strip_suffix("days")
+                .or_else(|| d.strip_suffix("day"))
+                .or_else(|| d.strip_suffix('d'))?
+                .trim();
+            (n.parse::<u64>().ok()?, c.trim())
+        }
+        None => (0, s),
+    };
+    let parts: Vec<&str> = clock.split(':').collect();
+    let (h, m, sec) = match parts[..] {
+        [h, m] => (h, m, "00"),
+        [h, m, sec] => (h, m, sec),
+        _ => return None,
+    };
+    let digits = |x: &str| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit());
+    if !digits(h) || !digits(m) || m.len() != 2 {
+        return None;
+    }
+    let (whole, frac) = sec.split_once('.').unwrap_or((sec, ""));
+    if !digits(whole) || whole.len() != 2 || !(frac.is_empty() || digits(frac)) {
+        return None;
+    }
+    let (h, m, whole): (u64, u64, u64) = (h.parse().ok()?, m.parse().ok()?, whole.parse().ok()?);
+    if m >= 60 || whole >= 60 {
+        return None;
+    }
+    let ms: u64 = format!("{frac:0<3}").get(..3)?.parse().ok()?;
+    let secs = days.checked_mul(86_400)? + h.checked_mul(3_600)? + m * 60 + whole;
+    Some(Duration(
+        std::time::Duration::from_secs(secs) + std::time::Duration::from_millis(ms),
+    ))
+}
+
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
@@ -183,9 +227,9 @@ impl schemars::JsonSchema for Duration {
 
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
-            "description": "A duration: `30s`, `5m`, `1h30m`, `1d`, ISO-8601 `PT5M`, or a number of seconds.",
+            "description": "A duration: `30s`, `5m`, `1h30m`, `1d`, ISO-8601 `PT5M`, `00:05:00`, or a number of seconds.",
             "anyOf": [
-                {"type": "string", "pattern": "^(P[0-9WDTHMS.]+|([0-9.]+(ms|[wdhms]))+)$"},
+                {"type": "string", "pattern": "^(P[0-9WDTHMS.]+|([0-9.]+(ms|[wdhms]))+|([0-9]+ ?(d|days?), ?)?[0-9]+:[0-9]{2}(:[0-9]{2}(\\.[0-9]+)?)?)$"},
                 {"type": "number", "minimum": 0}
             ]
         })
@@ -219,6 +263,16 @@ mod tests {
         assert_eq!(p("P1DT2H"), Duration::from_secs(86400 + 7200));
         assert_eq!(p("PT0.5S"), Duration::from_millis(500));
         assert_eq!(p("300"), Duration::from_secs(300));
+        assert_eq!(p("00:05:00"), Duration::from_secs(300));
+        assert_eq!(p("1:30:00"), Duration::from_secs(5400));
+        assert_eq!(p("0:00:01.500000"), Duration::from_millis(1500));
+        assert_eq!(p("1 day, 0:00:00"), Duration::from_secs(86400));
+        assert_eq!(p("2 days, 1:00:00"), Duration::from_secs(2 * 86400 + 3600));
+        assert_eq!(p("1d,01:00:00"), Duration::from_secs(86400 + 3600));
+        assert_eq!(p("05:00"), Duration::from_secs(5 * 3600));
+        for bad in ["00:60:00", "1:2:3", "a:00:00", "00:05:00:00", "-1:00:00"] {
+            assert!(bad.parse::<Duration>().is_err(), "{bad}");
+        }
         // In ISO form M before T is months, which we do not accept.
         assert!("P1M".parse::<Duration>().is_err());
     }

@@ -5,7 +5,8 @@
 //! - [`state`]: task and run states and run types, as Airflow names them.
 //! - [`trigger`]: trigger rules and what upstream outcomes mean for a task.
 //! - [`retry`]: when a failed try runs again.
-//! - [`schedule`], [`planner`]: schedules and the next run they call for.
+//! - [`schedule`], [`cron`], [`planner`]: schedules, cron with croniter's rules, and the next run
+//!   they call for.
 //! - [`duration`]: durations as DAG files write them.
 //! - [`log`]: task log lines and secret masking.
 //! - [`connection`]: Airflow's connection model (URI and JSON forms) and sensitive names.
@@ -14,6 +15,7 @@
 //! - [`run_id`]: which run ids users may choose.
 
 pub mod connection;
+pub mod cron;
 pub mod duration;
 pub mod fernet;
 pub mod log;

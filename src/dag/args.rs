@@ -3,7 +3,8 @@
 //! starts with `$` is an error rather than literal data, because a typo like `$tempalte` would
 //! otherwise silently send the marker itself to the operator.
 //!
-//! Templates are only syntax-checked here (minijinja, as at run time); `$f` files are read now,
+//! Templates are checked here for syntax (minijinja's parser, as at run time) and for names
+//! Airflow's context does not have (see [`super::template`]); `$f` files are read now,
 //! through the loader, so a run never depends on a file that changed after the DAG loaded.
 
 use std::collections::HashSet;
@@ -122,14 +123,39 @@ fn marker(
                 );
                 return placeholder;
             };
-            let env = minijinja::Environment::new();
-            if let Err(e) = env.template_from_str(text) {
-                r.error(
-                    value,
-                    path,
-                    format!("invalid template: {}", e.detail().unwrap_or("syntax error")),
-                );
-                return placeholder;
+            match super::template::unknown_names(text) {
+                Err(e) => {
+                    r.error(
+                        value,
+                        path,
+                        format!(
+                            "invalid template: {}{}",
+                            e.detail().unwrap_or("syntax error"),
+                            e.line()
+                                .map(|l| format!(" (template line {l})"))
+                                .unwrap_or_default()
+                        ),
+                    );
+                    return placeholder;
+                }
+                Ok(unknown) => {
+                    for u in unknown {
+                        r.error(
+                            value,
+                            path,
+                            format!(
+                                "template uses `{}` (template line {}, column {}), which is not in \
+                                 Airflow's template context; every run would fail with \
+                                 \"'{}' is undefined\". Context names: {}",
+                                u.name,
+                                u.line,
+                                u.column,
+                                u.name,
+                                super::template::CONTEXT_NAMES.join(", ")
+                            ),
+                        );
+                    }
+                }
             }
             Arg::Template(text.to_string())
         }
@@ -185,6 +211,8 @@ fn xcom(r: &mut Report, name: &str, value: &Node, path: &str, scope: &ArgScope<'
                     Some("task") => task = Some(v),
                     Some("key") => match v.as_str() {
                         Some(s) => key = s.to_string(),
+                        // Airflow's `key=None`: the default key, as `xcom_pull` reads it.
+                        None if v.is_null() => {}
                         None => {
                             r.error(v, path, format!("the XCom `key` must be a string; {form}"))
                         }

@@ -25,6 +25,7 @@ pub mod schedule;
 pub mod schema;
 pub mod spec;
 mod task;
+pub mod template;
 pub mod validate;
 pub mod yaml;
 

@@ -46,6 +46,23 @@ pub fn validate_document(root: &Node, source: &Source<'_>) -> Validated {
             warnings: r.warnings,
         };
     };
+    if let Some(name) = dag_factory_dag(entries) {
+        r.error(
+            root,
+            "",
+            format!(
+                "this is a dag-factory file (top-level key `{name}` is a DAG name with \
+                 `default_args`/`tasks` maps), not Airflow 3.4's YAML DAG format; updraft reads one \
+                 DAG per document with `dag_id` and a `tasks` list. See \"Converting dag-factory \
+                 files\" in the README"
+            ),
+        );
+        return Validated {
+            dag: None,
+            errors: r.errors,
+            warnings: r.warnings,
+        };
+    }
     let mut dag = Dag::new(
         DagId::parse("_").unwrap_or_else(|_| unreachable!("`_` is a valid id")),
         Vec::new(),
@@ -183,6 +200,24 @@ pub fn validate_document(root: &Node, source: &Source<'_>) -> Validated {
         errors: r.errors,
         warnings: r.warnings,
     }
+}
+
+/// dag-factory's layout: no `dag_id`, and some top-level value is a mapping holding
+/// `default_args` or a `tasks` *mapping* (the YAML DAG format has a `tasks` list). Returns
+/// that key, the DAG's name.
+fn dag_factory_dag(entries: &[(Node, Node)]) -> Option<&str> {
+    if entries.iter().any(|(k, _)| k.as_str() == Some("dag_id")) {
+        return None;
+    }
+    entries.iter().find_map(|(k, v)| {
+        let inner = v.as_map()?;
+        let factory_like = inner.iter().any(|(ik, iv)| match ik.as_str() {
+            Some("default_args") => true,
+            Some("tasks") => iv.as_map().is_some(),
+            _ => false,
+        });
+        factory_like.then_some(k.as_str()).flatten()
+    })
 }
 
 /// Airflow DAG arguments that change nothing updraft does (display, UI, permissions).

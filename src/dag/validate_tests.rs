@@ -573,3 +573,56 @@ fn operator_numbers_out_of_range_are_errors() {
         );
     }
 }
+
+/// The format's differences the compatibility issue listed, each as Airflow reads them.
+#[test]
+fn airflow_forms_that_used_to_be_rejected() {
+    let d = ok(&format!(
+        "{HEAD}dag_id: d\ntasks:\n  - id: up\n    uses: {BASH}\n    with: {{bash_command: x}}\n  \
+         - id: t\n    uses: {BASH}\n    execution_timeout: \"00:05:00\"\n    \
+         with:\n      bash_command: {{$t: x}}\n      output_encoding: latin-1\n      \
+         env: {{A: {{$x: {{task: up, key: null}}}}}}\n"
+    ));
+    let t = d.task("t").unwrap();
+    assert_eq!(
+        t.execution_timeout,
+        Some(crate::core::Duration::from_secs(300))
+    );
+    let Arg::Map(with) = &t.args else { panic!() };
+    let env = &with.iter().find(|(k, _)| k == "env").unwrap().1;
+    let Arg::Map(env) = env else {
+        panic!("{env:?}")
+    };
+    assert!(
+        matches!(&env[0].1, Arg::XCom { task, key } if task.as_str() == "up" && key == "return_value"),
+        "{env:?}"
+    );
+}
+
+#[test]
+fn a_dag_factory_file_says_what_it_is() {
+    let e = errs(
+        "default:\n  default_args:\n    owner: me\nexample_dag:\n  default_args:\n    start_date: 2024-01-01\n  \
+         schedule_interval: '0 3 * * *'\n  tasks:\n    task_1:\n      operator: airflow.operators.bash.BashOperator\n      \
+         bash_command: echo 1\n",
+    );
+    assert_eq!(e.len(), 1, "{e:#?}");
+    has(&e, "dag-factory file");
+    has(&e, "Converting dag-factory files");
+    has(&e, "dags/x.yaml:1:1");
+}
+
+#[test]
+fn a_template_reading_a_name_the_context_lacks_is_an_error() {
+    let e = errs(&format!(
+        "{HEAD}dag_id: d\ntasks:\n  - id: t\n    uses: {BASH}\n    with:\n      bash_command: {{$t: 'echo {{{{ ds }}}} {{{{ execution_date }}}}'}}\n"
+    ));
+    assert_eq!(e.len(), 1, "{e:#?}");
+    has(&e, "dags/x.yaml:7:");
+    has(&e, "`execution_date` (template line 1, column 18)");
+    has(&e, "not in Airflow's template context");
+    // Names the template sets itself or guards are fine.
+    ok(&format!(
+        "{HEAD}dag_id: d\ntasks:\n  - id: t\n    uses: {BASH}\n    with:\n      bash_command: {{$t: '{{% set x = 1 %}}{{{{ x }}}}{{{{ maybe | default(1) }}}}'}}\n"
+    ));
+}

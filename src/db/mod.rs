@@ -39,6 +39,7 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
 pub mod admin;
 pub mod config_store;
 pub mod connections;
+pub mod api;
 pub mod dags;
 pub mod listen;
 pub mod listing;
@@ -48,6 +49,7 @@ pub mod reliability;
 pub mod runs;
 pub mod scheduling;
 pub mod tasks;
+pub mod templates;
 
 /// The channel schedulers LISTEN on: a new run, an unpause, or a finished run.
 pub const SCHEDULER_CHANNEL: &str = "updraft_scheduler";

@@ -125,6 +125,9 @@ impl IntoResponse for WebError {
 pub struct ApiError {
     pub status: StatusCode,
     pub detail: String,
+    /// FastAPI's request validation errors (`[{type, loc, msg, input}]`), sent as `detail`
+    /// instead of the text, as Airflow's 422s are.
+    pub errors: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -132,6 +135,19 @@ impl ApiError {
         ApiError {
             status,
             detail: detail.into(),
+            errors: None,
+        }
+    }
+    /// A 422 for one bad input, shaped like FastAPI's: `loc` is e.g. `["query", "limit"]`,
+    /// `kind` FastAPI's error type (`int_parsing`, `greater_than_equal`, ...).
+    pub fn validation(loc: &[&str], kind: &str, msg: impl Into<String>, input: &str) -> Self {
+        let msg = msg.into();
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            detail: format!("{}: {msg}", loc.join(".")),
+            errors: Some(serde_json::json!([{
+                "type": kind, "loc": loc, "msg": msg, "input": input,
+            }])),
         }
     }
     pub fn not_found(detail: impl Into<String>) -> Self {
@@ -174,8 +190,12 @@ impl From<anyhow::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let detail = match self.errors {
+            Some(errors) => errors,
+            None => serde_json::Value::String(self.detail),
+        };
         let body = serde_json::json!({
-            "detail": self.detail,
+            "detail": detail,
             "status": self.status.as_u16(),
             "title": self.status.canonical_reason().unwrap_or("Error"),
         });
@@ -207,7 +227,23 @@ pub fn body_too_large(limit: usize) -> String {
     format!("The request body is larger than this server accepts ({size}); send less at once.")
 }
 
-/// Unknown paths: JSON for API paths, the error page elsewhere.
+/// A known path asked with a method it does not have: JSON under `/api`, as Airflow answers.
+pub async fn method_not_allowed(method: axum::http::Method, uri: Uri) -> Response {
+    if uri.path().starts_with("/api/") || uri.path().starts_with("/auth/") {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!(
+                "Method Not Allowed: {method} is not supported on {}",
+                uri.path()
+            ),
+        )
+        .into_response()
+    } else {
+        (StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed").into_response()
+    }
+}
+
+/// Unknown paths: JSON under `/api`, the error page elsewhere.
 pub async fn not_found(uri: Uri) -> Response {
     if is_api_path(uri.path()) {
         ApiError::not_found(format!("no API endpoint at {}", uri.path())).into_response()

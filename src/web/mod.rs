@@ -143,10 +143,10 @@ impl AppState {
     }
 }
 
-/// Every route. Public: login, `/auth/token`, health, static files and the OpenAPI document;
-/// everything else passes [`auth::require_auth`]. Around them all, outermost first: security
-/// headers, refusals explained, request metrics, the timeout and the body limit (see
-/// [`hardening`]).
+/// Every route. Public: login, `/auth/token` (and `/auth/token/cli`), `/api/v2/version`,
+/// health, static files and the OpenAPI document; everything else passes
+/// [`auth::require_auth`]. Around them all, outermost first: security headers, refusals
+/// explained, request metrics, the timeout and the body limit (see [`hardening`]).
 pub fn router(state: AppState) -> Router {
     let protected = Router::new()
         .merge(pages::routes())
@@ -161,11 +161,16 @@ pub fn router(state: AppState) -> Router {
         .merge(protected)
         .route("/login", get(auth::login_page).post(auth::login))
         .route("/auth/token", post(auth::token))
+        // airflowctl logs in here (Airflow gives CLI tokens a shorter life; updraft's last
+        // as long as API tokens).
+        .route("/auth/token/cli", post(auth::token))
+        .merge(api::public_routes())
         .route("/health", get(metrics::health))
         .route("/api/v2/monitor/health", get(metrics::health))
         .route("/openapi.json", get(api::openapi::document))
         .route("/static/{file}", get(assets::serve))
         .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
         // NUL bytes, bad UTF-8 and oversized fields in the URL: 400 before any handler.
         .layer(axum::middleware::from_fn(guard::reject_malformed));
     let timed = hardening::limits(routes, &state).layer(axum::middleware::from_fn_with_state(

@@ -72,7 +72,16 @@ impl Worker {
         let with = if task.args.is_literal() {
             task.args.to_literal_json()
         } else {
-            render::resolve(&task.args, &render::template_context(&ctx), &xcoms)?
+            // Templates render off the async runtime, bounded (see `render`).
+            let t = render::TryRender {
+                pool: &self.pool,
+                env: &ctx.env,
+                hostname: &self.hostname,
+                dag: &dag,
+                task,
+                claimed: c,
+            };
+            render::resolve_for_try(t, xcoms).await?
         };
         let started = Instant::now();
         // The operator's typed error travels as anyhow from here; recording downcasts it to

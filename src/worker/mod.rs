@@ -8,7 +8,6 @@ mod execute;
 mod logs;
 mod record;
 pub mod render;
-pub mod vars;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

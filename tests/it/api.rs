@@ -16,13 +16,15 @@ async fn get(app: &TestApp, token: &str, path: &str) -> (u16, Value) {
     (status, res.json().await.unwrap())
 }
 
+/// An error body: `detail` is text, or FastAPI's list of validation errors (422).
 fn assert_error(body: &Value, status: u16, detail_part: &str) {
     assert_eq!(body["status"], status, "{body}");
     assert!(body["title"].is_string(), "{body}");
-    assert!(
-        body["detail"].as_str().unwrap().contains(detail_part),
-        "{body}"
-    );
+    let detail = match &body["detail"] {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    assert!(detail.contains(detail_part), "{body}");
 }
 
 #[tokio::test]
@@ -251,7 +253,8 @@ async fn dags_list_get_and_patch() {
     );
     let (status, body) = get(&app, &token, "/api/v2/dags?limit=-1").await;
     assert_eq!(status, 422);
-    assert_error(&body, 422, "`limit`");
+    assert_error(&body, 422, "greater_than_equal");
+    assert_eq!(body["detail"][0]["loc"], json!(["query", "limit"]));
 
     let (status, body) = get(&app, &token, "/api/v2/dags/zeta").await;
     assert_eq!((status, body["dag_id"].clone()), (200, json!("zeta")));
@@ -425,7 +428,7 @@ async fn task_instances_and_logs() {
     assert_eq!(tis[0]["max_tries"], 1);
     assert_eq!(tis[0]["dag_run_id"], "r1");
     assert_eq!(tis[0]["map_index"], -1);
-    assert_eq!(tis[0]["operator"], "updraft.bash");
+    assert_eq!(tis[0]["operator"], "bash", "the class name, as Airflow's");
     assert!(tis[0]["start_date"].is_string());
     assert!(uuid::Uuid::parse_str(tis[0]["id"].as_str().unwrap()).is_ok());
     assert_eq!(tis[1]["state"], Value::Null, "Airflow has no `none` state");
@@ -476,11 +479,7 @@ async fn task_instances_and_logs() {
         .await
         .unwrap();
     assert_eq!(res.status(), 422);
-    assert_error(
-        &res.json().await.unwrap(),
-        422,
-        "try_number must be an integer",
-    );
+    assert_error(&res.json().await.unwrap(), 422, "valid integer");
 }
 
 #[tokio::test]
@@ -559,11 +558,7 @@ async fn openapi_document_covers_the_routes() {
             "{method} {path} is not documented"
         );
     }
-    assert_eq!(
-        doc["paths"].as_object().unwrap().len(),
-        17,
-        "no undocumented extras"
-    );
+    assert!(doc["paths"].as_object().unwrap().len() >= 30);
     // Every $ref points at a schema that exists.
     let text = doc.to_string();
     for r in text.split("\"$ref\":\"#/components/schemas/").skip(1) {

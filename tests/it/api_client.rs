@@ -2,17 +2,45 @@
 
 use crate::web_support::*;
 
+/// The Python with Airflow's client (and `airflowctl`): `UPDRAFT_TEST_PYTHON`, else the
+/// virtualenv `scripts/test` creates, else `python3`.
+pub fn test_python() -> String {
+    if let Ok(p) = std::env::var("UPDRAFT_TEST_PYTHON") {
+        return p;
+    }
+    let venv = test_venv().join("bin/python");
+    if venv.exists() {
+        return venv.to_string_lossy().into_owned();
+    }
+    "python3".into()
+}
+
+/// Where `scripts/test` puts its virtualenv (`UPDRAFT_TEST_VENV` to move it).
+pub fn test_venv() -> std::path::PathBuf {
+    match std::env::var("UPDRAFT_TEST_VENV") {
+        Ok(v) => v.into(),
+        Err(_) => {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+                .join(".cache/updraft/test-venv")
+        }
+    }
+}
+
+fn has_client(python: &str) -> bool {
+    std::process::Command::new(python)
+        .args(["-c", "import airflow_client.client"])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// Airflow's own Python client: list DAGs, trigger with conf, get the run, read task
 /// instances and a log, list import errors, and a 404.
 #[tokio::test]
 async fn airflow_python_client_works() {
     // `scripts/test` installs the client (pinned); running this test alone needs it too.
-    let has_client = std::process::Command::new("python3")
-        .args(["-c", "import airflow_client.client"])
-        .status()
-        .is_ok_and(|s| s.success());
+    let python = test_python();
     assert!(
-        has_client,
+        has_client(&python),
         "Airflow's Python client is missing: run `scripts/test`, or `python3 -m pip install apache-airflow-client==3.3.2`"
     );
     let app = TestApp::spawn().await;
@@ -74,8 +102,38 @@ with c.ApiClient(conf) as api:
         pass
 print("ok")
 "#;
-    let out = tokio::process::Command::new("python3")
+    let out = tokio::process::Command::new(&python)
         .args(["-c", script, &app.base, &token])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.trim() == "ok",
+        "python client failed:\n{stdout}\n{stderr}"
+    );
+}
+
+/// Every endpoint updraft implements, through Airflow's Python client, with the filters
+/// clients use (`tests/it/python/client_every_endpoint.py`).
+#[tokio::test]
+async fn airflow_python_client_calls_every_endpoint() {
+    let python = test_python();
+    assert!(
+        has_client(&python),
+        "Airflow's Python client is missing: run `scripts/test`, which creates its virtualenv"
+    );
+    let app = TestApp::spawn().await;
+    crate::api_compat::seed(&app).await;
+    add_import_error(app.pool(), "report.yaml", "report.yaml:1:1: broken").await;
+    let token = app.token().await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/it/python/client_every_endpoint.py"
+    );
+    let out = tokio::process::Command::new(&python)
+        .args([script, &app.base, &token])
         .output()
         .await
         .unwrap();

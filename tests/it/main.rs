@@ -1,8 +1,10 @@
 //! One integration test binary against real components: a real Postgres (a fresh database per
 //! test), real HTTP servers on port 0, librdkafka's mock cluster on loopback ports.
 
+mod airflowctl;
 mod api;
 mod api_client;
+mod api_compat;
 mod browser;
 mod browser_conns;
 mod browser_standalone;
@@ -24,6 +26,7 @@ mod pipeline;
 mod pipeline_e2e;
 mod spec;
 mod standalone;
+mod templates;
 mod web;
 mod web_detail;
 mod web_hardening;

@@ -1,5 +1,6 @@
 use std::process::Stdio;
 
+use super::config::OutputEncoding;
 use super::{process, Config};
 use crate::core::LogStream;
 use crate::operators::{OperatorError, Outcome, Reason, TaskContext, TaskLog};
@@ -68,8 +69,9 @@ pub async fn run(config: Config, ctx: &TaskContext) -> Result<Outcome, OperatorE
     let mut group = process::Group::new(child.id());
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
-    let out_task = tokio::spawn(pump(stdout, ctx.log.clone(), LogStream::Stdout));
-    let err_task = tokio::spawn(pump(stderr, ctx.log.clone(), LogStream::Stderr));
+    let enc = config.output_encoding;
+    let out_task = tokio::spawn(pump(stdout, ctx.log.clone(), LogStream::Stdout, enc));
+    let err_task = tokio::spawn(pump(stderr, ctx.log.clone(), LogStream::Stderr, enc));
 
     let status = tokio::select! {
         status = child.wait() => status
@@ -110,11 +112,26 @@ pub async fn run(config: Config, ctx: &TaskContext) -> Result<Outcome, OperatorE
     }
 }
 
-/// Copies a stream into the log line by line; returns the last non-empty line.
-async fn pump(stream: impl AsyncRead + Unpin, log: TaskLog, which: LogStream) -> Option<String> {
-    let mut lines = BufReader::new(stream).lines();
+/// Copies a stream into the log line by line, decoded with `enc` (bytes that do not decode
+/// never stop the copy); returns the last non-empty line, masked like the log line it is.
+async fn pump(
+    stream: impl AsyncRead + Unpin,
+    log: TaskLog,
+    which: LogStream,
+    enc: OutputEncoding,
+) -> Option<String> {
+    let mut reader = BufReader::new(stream);
+    let mut buf = Vec::new();
     let mut last = None;
-    while let Ok(Some(line)) = lines.next_line().await {
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let bytes = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+        let line = enc.decode(bytes);
         if !line.trim().is_empty() {
             // The XCom is shown like the log line it also is: secrets masked.
             last = Some(log.mask(&line).into_owned());

@@ -146,3 +146,38 @@ async fn a_failed_command_retries_but_one_that_cannot_start_does_not() {
     assert_eq!(err.reason(), Reason::BadConfig);
     assert!(err.to_string().contains("bogus"), "{err}");
 }
+
+#[tokio::test]
+async fn output_encoding_decodes_and_never_stops_the_log() {
+    let (ctx, _log) = TaskContext::for_test(OperatorEnv::default());
+    let cfg = |enc: &str| -> Config {
+        serde_json::from_value(serde_json::json!({
+            "bash_command": "printf 'caf\\xe9\\nlast\\n'",
+            "output_encoding": enc,
+        }))
+        .unwrap()
+    };
+    let mut lines = Vec::new();
+    for enc in ["latin-1", "utf-8"] {
+        let (ctx, mut log) = TaskContext::for_test(OperatorEnv::default());
+        let out = run(cfg(enc), &ctx).await.unwrap();
+        assert_eq!(out.xcom[0].1, serde_json::json!("last"), "{enc}");
+        drop(ctx);
+        while let Some(l) = log.recv().await {
+            if l.stream == LogStream::Stdout {
+                lines.push(l.text);
+            }
+        }
+    }
+    assert_eq!(lines, ["café", "last", "caf\\xe9", "last"]);
+    let err = serde_json::from_value::<Config>(serde_json::json!({
+        "bash_command": "true", "output_encoding": "klingon"
+    }))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("unsupported output_encoding `klingon`"),
+        "{err}"
+    );
+    drop(ctx);
+}

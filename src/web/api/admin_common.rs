@@ -4,9 +4,39 @@
 
 use axum::http::StatusCode;
 
-use super::Params;
 use crate::db::listing::{ListQuery, OrderError, StoreError};
 use crate::web::error::ApiError;
+
+/// Query parameters, repeatable (`tags=a&tags=b`, as Airflow's clients send lists).
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    /// Parses a query string; an empty value (`limit=`) counts as absent, as everywhere in
+    /// the API.
+    pub fn parse(raw: Option<String>) -> Result<Self, ApiError> {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(raw.as_deref().unwrap_or(""))
+            .map(|pairs| Params(pairs.into_iter().filter(|(_, v)| !v.is_empty()).collect()))
+            .map_err(|e| ApiError::bad_request(format!("malformed query string: {e}")))
+    }
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+    /// Every parameter name given.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(k, _)| k.as_str())
+    }
+    pub fn all(&self, name: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+}
+
 
 /// Refuses query parameters outside `allowed`, naming them.
 pub fn only(p: &Params, allowed: &[&str]) -> Result<(), ApiError> {

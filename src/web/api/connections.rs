@@ -10,8 +10,8 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::admin_common::{self as common, store_error};
-use super::{ApiJson, Params};
+use super::admin_common::{self as common, store_error, Params};
+use super::ApiJson;
 use crate::core::connection::{python_json, redact, Connection};
 use crate::core::log::MASK;
 use crate::db::connections::{self as db, OnConflict, StoredConnection};

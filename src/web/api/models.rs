@@ -1,17 +1,19 @@
-//! Airflow 3 response shapes built from updraft's rows. Where Airflow requires a field
-//! updraft has no notion of, it gets the value a plain Airflow install would show
-//! (`default_pool`, `map_index: -1`, ...). Ids Airflow types as UUIDs are derived from our
-//! integer keys.
+//! Airflow 3 response shapes built from updraft's rows: DAGs, DAG details, versions, tasks,
+//! runs, import errors. Every field Airflow's schema requires is present (its clients
+//! validate responses); where updraft has no notion of a field it gets the value a plain
+//! Airflow install would show (`default_pool`, `map_index: -1`, `bundle_name:
+//! "dags-folder"`, ...). Ids Airflow types as UUIDs are derived from our integer keys.
+//! Task instance, try and XCom shapes are in [`super::ti_models`].
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::core::RunType;
-use crate::dag::Dag;
-use crate::db::runs::{RunRow, TaskStateRow};
-use crate::db::web::{DagRow, ImportErrorRow, VersionInfo};
+use crate::core::{Duration, RunType};
+use crate::dag::{Dag, Task};
+use crate::db::runs::RunRow;
+use crate::db::web::{DagRow, ImportErrorRow, VersionInfo, VersionRow};
 
 pub const BUNDLE: &str = "dags-folder";
 
@@ -20,10 +22,24 @@ pub fn uuid_of(id: i64) -> uuid::Uuid {
     uuid::Uuid::from_u64_pair(0x7570_6472_6166_7400, id as u64)
 }
 
-fn duration(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> Value {
+/// Seconds between two times, as Airflow's `duration`.
+pub fn duration(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> Value {
     match (start, end) {
         (Some(s), Some(e)) => json!((e - s).num_milliseconds() as f64 / 1000.0),
         _ => Value::Null,
+    }
+}
+
+/// Airflow's `TimeDelta` object.
+pub fn timedelta(d: Option<Duration>) -> Value {
+    match d {
+        None => Value::Null,
+        Some(d) => {
+            let us = d.std().as_micros();
+            let days = us / 86_400_000_000;
+            let rest = us % 86_400_000_000;
+            json!({"__type": "TimeDelta", "days": days, "seconds": rest / 1_000_000, "microseconds": rest % 1_000_000})
+        }
     }
 }
 
@@ -70,16 +86,74 @@ pub fn dag(row: &DagRow) -> Value {
     })
 }
 
+/// `GET /dags/{dag_id}/details`: the DAG plus what its current version's file says.
+pub fn dag_details(
+    row: &DagRow,
+    spec: Option<&Dag>,
+    latest: Option<Value>,
+    active_runs: i64,
+) -> Value {
+    let mut v = dag(row);
+    let obj = v.as_object_mut().expect("dag() is an object");
+    let params: serde_json::Map<String, Value> = spec
+        .map(|d| {
+            d.params
+                .iter()
+                .map(|(k, p)| (k.clone(), json!({"__class": "airflow.sdk.definitions.param.Param", "value": p, "description": null, "schema": {}})))
+                .collect()
+        })
+        .unwrap_or_default();
+    for (k, val) in [
+        ("catchup", json!(spec.is_some_and(|d| d.catchup))),
+        (
+            "dag_run_timeout",
+            json!(spec
+                .and_then(|d| d.dagrun_timeout)
+                .map(|t| format!("PT{}S", t.as_secs_f64()))),
+        ),
+        ("asset_expression", Value::Null),
+        ("doc_md", json!(spec.and_then(|d| d.doc_md.clone()))),
+        ("start_date", json!(spec.and_then(|d| d.start_date))),
+        ("end_date", json!(spec.and_then(|d| d.end_date))),
+        (
+            "is_paused_upon_creation",
+            json!(spec.and_then(|d| d.is_paused_upon_creation)),
+        ),
+        ("params", json!(params)),
+        ("render_template_as_native_obj", json!(false)),
+        ("template_search_path", Value::Null),
+        ("timezone", json!("UTC")),
+        ("last_parsed", json!(row.last_parsed_at)),
+        ("default_args", json!({})),
+        ("owner_links", json!({})),
+        ("is_favorite", json!(false)),
+        ("active_runs_count", json!(active_runs)),
+        ("concurrency", json!(row.max_active_tasks)),
+        ("latest_dag_version", latest.unwrap_or(Value::Null)),
+    ] {
+        obj.insert(k.to_string(), val);
+    }
+    v
+}
+
 pub fn version(v: &VersionInfo) -> Value {
+    version_of(v.id, v.number, &v.dag_id, v.created_at)
+}
+
+pub fn version_row(dag_id: &str, v: &VersionRow) -> Value {
+    version_of(v.id, v.number, dag_id, v.created_at)
+}
+
+fn version_of(id: i64, number: i64, dag_id: &str, created_at: DateTime<Utc>) -> Value {
     json!({
-        "id": uuid_of(v.id),
-        "version_number": v.number,
-        "dag_id": v.dag_id,
-        "dag_display_name": v.dag_id,
+        "id": uuid_of(id),
+        "version_number": number,
+        "dag_id": dag_id,
+        "dag_display_name": dag_id,
         "bundle_name": BUNDLE,
         "bundle_version": null,
         "bundle_url": null,
-        "created_at": v.created_at,
+        "created_at": created_at,
     })
 }
 
@@ -104,53 +178,44 @@ pub fn run(r: &RunRow, versions: &HashMap<i64, VersionInfo>) -> Value {
         "conf": r.conf,
         "note": r.note,
         "bundle_version": null,
+        "partition_key": null,
+        "partition_date": null,
         "dag_versions": versions.get(&r.version_id).map(version).into_iter().collect::<Vec<_>>(),
     })
 }
 
-pub fn task_instance(
-    r: &RunRow,
-    ti: &TaskStateRow,
-    dag: Option<&Dag>,
-    v: Option<&VersionInfo>,
-) -> Value {
-    let task = dag.and_then(|d| d.task(&ti.task_id));
+/// Airflow's `TaskResponse` for a task of a DAG.
+pub fn task(t: &Task, dag: &Dag) -> Value {
+    let class = t.uses.rsplit('.').next().unwrap_or(&t.uses);
+    let module = t.uses.rsplit_once('.').map(|(m, _)| m).unwrap_or("updraft");
     json!({
-        "id": uuid_of(ti.id),
-        "task_id": ti.task_id,
-        "task_display_name": ti.task_id,
-        "dag_id": r.dag_id,
-        "dag_display_name": r.dag_id,
-        "dag_run_id": r.run_id,
-        "map_index": -1,
-        "rendered_map_index": null,
-        "logical_date": r.logical_date,
-        "run_after": r.run_after,
-        "start_date": ti.start_date,
-        "end_date": ti.end_date,
-        "duration": duration(ti.start_date, ti.end_date),
-        // Airflow has no "none" state: a task that has not been looked at yet is null.
-        "state": ti.state.api_value(),
-        "try_number": ti.try_number,
-        "max_tries": ti.max_tries,
-        "hostname": ti.hostname,
-        "unixname": null,
-        "pool": task.and_then(|t| t.pool.clone()).unwrap_or_else(|| "default_pool".into()),
+        "task_id": t.task_id.as_str(),
+        "task_display_name": t.task_id.as_str(),
+        "owner": t.owner,
+        "start_date": dag.start_date,
+        "end_date": dag.end_date,
+        "trigger_rule": t.trigger_rule.as_str(),
+        "depends_on_past": false,
+        "wait_for_downstream": false,
+        "retries": t.retries,
+        "queue": t.queue.clone().unwrap_or_else(|| "default".into()),
+        "pool": t.pool.clone().unwrap_or_else(|| "default_pool".into()),
         "pool_slots": 1,
-        "queue": task.and_then(|t| t.queue.clone()).unwrap_or_else(|| "default".into()),
+        "execution_timeout": timedelta(t.execution_timeout),
+        "retry_delay": timedelta(Some(t.retry_delay)),
+        "retry_exponential_backoff": t.retry_exponential_backoff,
         "priority_weight": 1,
-        "operator": task.map(|t| t.uses.clone()),
-        "operator_name": task.map(|t| t.operator.as_str()),
-        "queued_when": null,
-        "scheduled_when": null,
-        "pid": null,
-        "executor": null,
-        "executor_config": "{}",
-        "note": null,
-        "rendered_fields": {},
-        "trigger": null,
-        "triggerer_job": null,
-        "dag_version": v.map(version),
+        "weight_rule": "downstream",
+        "ui_color": "#fff",
+        "ui_fgcolor": "#000",
+        "template_fields": t.args.keys(),
+        "downstream_task_ids": t.downstream.iter().map(|d| d.as_str()).collect::<Vec<_>>(),
+        "doc_md": t.doc_md,
+        "operator_name": class,
+        "params": dag.params,
+        "class_ref": {"module_path": module, "class_name": class},
+        "is_mapped": false,
+        "extra_links": [],
     })
 }
 

@@ -8,8 +8,8 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::admin_common::{self as common, store_error};
-use super::{ApiJson, Params};
+use super::admin_common::{self as common, store_error, Params};
+use super::ApiJson;
 use crate::db::pools::{self as db, DeleteError, PoolSpec, PoolStats};
 use crate::web::error::ApiError;
 use crate::web::AppState;
