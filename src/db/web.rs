@@ -48,7 +48,7 @@ pub struct DagRow {
 }
 
 /// `next_run_after` as in `super::dags::NEXT_RUN_COLUMNS` (never the unreadable 'infinity').
-const DAG_COLUMNS: &str = "d.dag_id, d.fileloc, d.is_active, d.is_paused, d.schedule, d.description, d.owners, d.tags,
+pub(crate) const DAG_COLUMNS: &str = "d.dag_id, d.fileloc, d.is_active, d.is_paused, d.schedule, d.description, d.owners, d.tags,
     d.max_active_runs, d.max_active_tasks, d.next_logical_date, d.next_interval_start, d.next_interval_end,
     CASE WHEN isfinite(d.next_run_after) THEN d.next_run_after END AS next_run_after,
     coalesce(d.next_run_after = 'infinity', false) AS schedule_ended, d.end_date, d.last_parsed_at,
@@ -56,7 +56,7 @@ const DAG_COLUMNS: &str = "d.dag_id, d.fileloc, d.is_active, d.is_paused, d.sche
     coalesce(r.states, '{}') AS recent_states, coalesce(r.run_ids, '{}') AS recent_run_ids";
 
 /// The page's recent runs, newest first, at most `n` per DAG.
-const RECENT_RUNS: &str = "LEFT JOIN LATERAL (
+pub(crate) const RECENT_RUNS: &str = "LEFT JOIN LATERAL (
         SELECT array_agg(x.state ORDER BY x.id DESC) AS states, array_agg(x.run_id ORDER BY x.id DESC) AS run_ids
         FROM (SELECT id, state, run_id FROM dag_runs WHERE dag_id = d.dag_id ORDER BY id DESC LIMIT 10) x
     ) r ON true";

@@ -26,7 +26,7 @@ pub fn test_venv() -> std::path::PathBuf {
     }
 }
 
-fn has_client(python: &str) -> bool {
+pub fn has_client(python: &str) -> bool {
     std::process::Command::new(python)
         .args(["-c", "import airflow_client.client"])
         .status()

@@ -402,11 +402,8 @@ async fn pools_endpoints_follow_airflow() {
 /// Airflow's own Python client against the variables, connections and pools endpoints.
 #[tokio::test]
 async fn airflow_python_client_manages_variables_connections_and_pools() {
-    let has_client = std::process::Command::new("python3")
-        .args(["-c", "import airflow_client.client"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(has_client, "Airflow's Python client is missing: run `scripts/test`, or `python3 -m pip install apache-airflow-client==3.3.2`");
+    let python = crate::api_client::test_python();
+    assert!(crate::api_client::has_client(&python), "Airflow's Python client is missing: run `scripts/test`, or `python3 -m pip install apache-airflow-client==3.3.2`");
     let app = app().await;
     let token = app.token().await;
     let script = r#"
@@ -463,7 +460,7 @@ with c.ApiClient(conf) as api:
         pass
 print("ok")
 "#;
-    let out = tokio::process::Command::new("python3")
+    let out = tokio::process::Command::new(&python)
         .args(["-c", script, &app.base, &token])
         .output()
         .await

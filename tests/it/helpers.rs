@@ -135,8 +135,14 @@ impl Engine {
                 scheduler: i < schedulers,
                 worker: i < workers,
             };
+            // A pool of its own per "process", as in production: loops of several processes
+            // sharing the test's small pool would wait on each other for connections.
+            let own = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(10)
+                .acquire_timeout(StdDuration::from_secs(10))
+                .connect_lazy_with((*pool.connect_options()).clone());
             handles.push(tokio::spawn(updraft::runtime::run_engine(
-                pool.clone(),
+                own,
                 settings.clone(),
                 roles,
                 shutdown.clone(),

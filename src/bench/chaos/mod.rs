@@ -27,6 +27,9 @@ pub struct ChaosArgs {
     /// Tasks per run in the kill loop.
     #[arg(long, default_value_t = 50)]
     pub per_run: usize,
+    /// Seconds each kill-loop command takes.
+    #[arg(long, default_value_t = 0.2)]
+    pub command_secs: f64,
     #[arg(long, default_value_t = 2)]
     pub schedulers: usize,
     #[arg(long, default_value_t = 3)]
@@ -206,10 +209,14 @@ pub async fn run(settings: &Settings, args: ChaosArgs) -> anyhow::Result<()> {
         let (admin, url) = scratch_database(settings, "updraft_chaos").await?;
         let work = WorkDir::new("updraft-chaos")?;
         let s = setup(&args, &url, work.path().to_path_buf(), Vec::new());
-        let (tasks, per_run) = (args.tasks, args.per_run);
+        let load = scenarios::KillLoop {
+            tasks: args.tasks,
+            per_run: args.per_run,
+            command_secs: args.command_secs,
+        };
         reports.extend(
             with_database(&admin, &url, "updraft_chaos", |pool| async move {
-                Ok(vec![scenarios::kill_loop(&s, &pool, tasks, per_run).await?])
+                Ok(vec![scenarios::kill_loop(&s, &pool, load).await?])
             })
             .await?,
         );

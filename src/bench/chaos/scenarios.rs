@@ -235,20 +235,30 @@ impl Percentiles {
 
 /// Kill loop: a fleet runs `tasks` bash tasks while a random process is SIGKILLed and
 /// restarted every 1–3 s.
-pub async fn kill_loop(
-    setup: &Setup,
-    pool: &PgPool,
-    tasks: usize,
-    per_run: usize,
-) -> anyhow::Result<Report> {
+/// The kill loop's workload: `tasks` bash tasks of `command_secs` each, `per_run` to a run.
+#[derive(Debug, Clone, Copy)]
+pub struct KillLoop {
+    pub tasks: usize,
+    pub per_run: usize,
+    pub command_secs: f64,
+}
+
+pub async fn kill_loop(setup: &Setup, pool: &PgPool, load: KillLoop) -> anyhow::Result<Report> {
+    let KillLoop {
+        tasks,
+        per_run,
+        command_secs,
+    } = load;
     let runs = tasks.div_ceil(per_run);
-    let command = marks::command(&setup.marks(), &setup.token, 0.2);
+    let command = marks::command(&setup.marks(), &setup.token, command_secs);
     setup.write_dag("chaos_kill", &bash_dag("chaos_kill", per_run, &command, 10))?;
     let mut fleet = setup.fleet()?;
     wait_loaded(pool, &["chaos_kill".into()], setup.patience).await?;
     trigger(pool, "chaos_kill", runs).await?;
     let started = Instant::now();
-    let mut next_kill = Instant::now() + kill_interval();
+    // The first kill comes early, so that even a workload that finishes in seconds sees some.
+    let mut next_kill =
+        Instant::now() + Duration::from_millis(rand::rng().random_range(500..=1500));
     let mut failures = Vec::new();
     wait_finished(pool, setup.patience, Duration::from_millis(100), || {
         if Instant::now() >= next_kill {

@@ -4,7 +4,7 @@
 use sqlx::{PgPool, Postgres, QueryBuilder};
 
 use super::{push_order, push_page, Like, Page, Sort, TimeRange};
-use crate::db::web::{DagRow, VersionRow};
+use crate::db::web::{DagRow, VersionRow, DAG_COLUMNS, RECENT_RUNS};
 
 /// What `GET /dags` asks for.
 #[derive(Debug, Clone, Default)]
@@ -39,20 +39,9 @@ pub const DAG_SORT: &[(&str, &str)] = &[
     ("last_run_start_date", "lr.start_date"),
 ];
 
-const COLUMNS: &str = "d.dag_id, d.fileloc, d.is_active, d.is_paused, d.schedule, d.description, d.owners, d.tags,
-    d.max_active_runs, d.max_active_tasks, d.next_logical_date, d.next_interval_start, d.next_interval_end,
-    d.next_run_after, d.last_parsed_at,
-    EXISTS (SELECT 1 FROM import_errors ie WHERE ie.filename = d.fileloc) AS has_import_errors,
-    coalesce(r.states, '{}') AS recent_states, coalesce(r.run_ids, '{}') AS recent_run_ids";
-
 const LATEST_RUN: &str = " LEFT JOIN LATERAL (
         SELECT state, start_date, end_date FROM dag_runs WHERE dag_id = d.dag_id ORDER BY id DESC LIMIT 1
     ) lr ON true";
-
-const RECENT_RUNS: &str = " LEFT JOIN LATERAL (
-        SELECT array_agg(x.state ORDER BY x.id DESC) AS states, array_agg(x.run_id ORDER BY x.id DESC) AS run_ids
-        FROM (SELECT id, state, run_id FROM dag_runs WHERE dag_id = d.dag_id ORDER BY id DESC LIMIT 10) x
-    ) r ON true";
 
 fn push_where(b: &mut QueryBuilder<'_, Postgres>, q: &DagQuery) {
     b.push(if q.match_none {
@@ -100,7 +89,7 @@ pub async fn list(pool: &PgPool, q: &DagQuery) -> sqlx::Result<(Vec<DagRow>, i64
     push_where(&mut count, q);
     let total: i64 = count.build_query_scalar().fetch_one(pool).await?;
     let mut b = QueryBuilder::new(format!(
-        "SELECT {COLUMNS} FROM dags d{LATEST_RUN}{RECENT_RUNS}"
+        "SELECT {DAG_COLUMNS} FROM dags d{LATEST_RUN} {RECENT_RUNS}"
     ));
     push_where(&mut b, q);
     push_order(&mut b, &q.sort, DAG_SORT, "d.dag_id");
