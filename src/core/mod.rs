@@ -9,7 +9,8 @@
 //!   they call for.
 //! - [`duration`]: durations as DAG files write them.
 //! - [`log`]: task log lines and secret masking.
-//! - [`connection`]: Airflow's connection model (URI and JSON forms) and sensitive names.
+//! - [`connection`]: Airflow's connection model (URI and JSON forms) and sensitive names;
+//!   [`pyurl`]: the Python URL quoting it reproduces.
 //! - [`fernet`]: encryption of stored secrets, compatible with Airflow's `fernet_key`.
 //! - [`transfer`]: the variables import/export file format.
 //! - [`run_id`]: which run ids users may choose.
@@ -20,6 +21,7 @@ pub mod duration;
 pub mod fernet;
 pub mod log;
 pub mod planner;
+pub mod pyurl;
 pub mod retry;
 pub mod run_id;
 pub mod schedule;
