@@ -90,12 +90,15 @@ impl Scheduler {
         }
     }
 
-    /// Whether the database has been reachable for a whole lease TTL, so expired leases
-    /// can be trusted to mean a dead worker, not an outage everyone shared.
+    /// Whether the database has been reachable for a whole lease TTL plus the time a
+    /// worker's pool may take to reconnect, so expired leases can be trusted to mean a dead
+    /// worker, not an outage everyone shared. (A pool that lost its connections retries with
+    /// a backoff of up to a fifth of its 10 s acquire timeout: 2 s.)
     fn may_reap(&self) -> bool {
+        const RECONNECT: std::time::Duration = std::time::Duration::from_secs(3);
         let mut since = self.healthy_since.lock().unwrap_or_else(|e| e.into_inner());
         let t = *since.get_or_insert_with(Instant::now);
-        t.elapsed() >= self.settings.lease_ttl.std()
+        t.elapsed() >= self.settings.lease_ttl.std() + RECONNECT
     }
 
     /// Runs the DAG processor and the scheduling loop until `shutdown`.

@@ -190,36 +190,55 @@ impl Worker {
     }
 }
 
-/// Records outcomes as they arrive. Whatever is waiting is taken together and split by run:
-/// each run's outcomes share one transaction (one commit for a burst of short tasks), and
-/// different runs' transactions go side by side, so a transaction never holds more than one
-/// run's lock and never waits behind another run's. If a transaction fails, its items are
-/// recorded one by one so that one bad item cannot hold the others back.
+/// Records outcomes as they arrive. Outcomes are grouped by run: each run's outcomes share
+/// one transaction (one commit for a burst of short tasks), and different runs'
+/// transactions go side by side, so a transaction never holds more than one run's lock and
+/// never waits behind another run's. A run has at most one transaction in flight from this
+/// worker: outcomes of a run whose transaction is still committing wait and go together in
+/// the next one, instead of queueing on the run's row lock behind it (every finish locks its
+/// run). If a transaction fails, its items are recorded one by one so that one bad item
+/// cannot hold the others back.
 pub(super) async fn record_outcomes(pool: PgPool, mut rx: mpsc::UnboundedReceiver<OutcomeJob>) {
     const MAX_BATCH: usize = 64;
     /// Transactions in flight at once (each holds a connection).
     const IN_FLIGHT: usize = 4;
-    let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
+    let mut waiting: std::collections::BTreeMap<i64, Vec<OutcomeJob>> = Default::default();
+    let mut busy: std::collections::HashSet<i64> = Default::default();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<i64>();
+    let mut open = true;
+    while open || !busy.is_empty() || !waiting.is_empty() {
+        tokio::select! {
+            job = rx.recv(), if open => match job {
+                Some(job) => waiting.entry(job.0.run_pk).or_default().push(job),
+                None => open = false,
+            },
+            Some(run) = done_rx.recv() => {
+                busy.remove(&run);
             }
         }
-        let mut by_run: std::collections::BTreeMap<i64, Vec<OutcomeJob>> = Default::default();
-        for job in batch {
-            by_run.entry(job.0.run_pk).or_default().push(job);
+        // Whatever else has arrived joins its run's group.
+        while let Ok(job) = rx.try_recv() {
+            waiting.entry(job.0.run_pk).or_default().push(job);
         }
-        for (_, jobs) in by_run {
-            let Ok(permit) = slots.clone().acquire_owned().await else {
-                return;
+        let ready: Vec<i64> = waiting
+            .keys()
+            .filter(|run| !busy.contains(run))
+            .copied()
+            .take(IN_FLIGHT.saturating_sub(busy.len()))
+            .collect();
+        for run in ready {
+            let Some(mut jobs) = waiting.remove(&run) else {
+                continue;
             };
-            let pool = pool.clone();
+            if jobs.len() > MAX_BATCH {
+                waiting.insert(run, jobs.split_off(MAX_BATCH));
+            }
+            busy.insert(run);
+            let (pool, done) = (pool.clone(), done_tx.clone());
             tokio::spawn(async move {
-                record_group(&pool, jobs).await;
-                drop(permit);
+                // Even if recording panicked, the run must not stay busy forever.
+                let _ = tokio::spawn(async move { record_group(&pool, jobs).await }).await;
+                let _ = done.send(run);
             });
         }
     }

@@ -53,6 +53,7 @@ async fn kill_loop_loses_nothing_and_leaves_nothing_behind() {
         tasks: 150,
         per_run: 30,
         command_secs: 2.0,
+        kills: true,
     };
     let report = scenarios::kill_loop(&s, &db.pool, load).await.unwrap();
     show(&report);

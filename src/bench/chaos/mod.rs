@@ -30,6 +30,9 @@ pub struct ChaosArgs {
     /// Seconds each kill-loop command takes.
     #[arg(long, default_value_t = 0.2)]
     pub command_secs: f64,
+    /// Run the kill loop's workload without killing anything: the baseline.
+    #[arg(long)]
+    pub no_kills: bool,
     #[arg(long, default_value_t = 2)]
     pub schedulers: usize,
     #[arg(long, default_value_t = 3)]
@@ -213,6 +216,7 @@ pub async fn run(settings: &Settings, args: ChaosArgs) -> anyhow::Result<()> {
             tasks: args.tasks,
             per_run: args.per_run,
             command_secs: args.command_secs,
+            kills: !args.no_kills,
         };
         reports.extend(
             with_database(&admin, &url, "updraft_chaos", |pool| async move {

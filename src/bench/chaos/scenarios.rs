@@ -241,6 +241,8 @@ pub struct KillLoop {
     pub tasks: usize,
     pub per_run: usize,
     pub command_secs: f64,
+    /// Kill processes (false: the same workload undisturbed, as a baseline).
+    pub kills: bool,
 }
 
 pub async fn kill_loop(setup: &Setup, pool: &PgPool, load: KillLoop) -> anyhow::Result<Report> {
@@ -248,6 +250,7 @@ pub async fn kill_loop(setup: &Setup, pool: &PgPool, load: KillLoop) -> anyhow::
         tasks,
         per_run,
         command_secs,
+        kills,
     } = load;
     let runs = tasks.div_ceil(per_run);
     let command = marks::command(&setup.marks(), &setup.token, command_secs);
@@ -261,7 +264,7 @@ pub async fn kill_loop(setup: &Setup, pool: &PgPool, load: KillLoop) -> anyhow::
         Instant::now() + Duration::from_millis(rand::rng().random_range(500..=1500));
     let mut failures = Vec::new();
     wait_finished(pool, setup.patience, Duration::from_millis(100), || {
-        if Instant::now() >= next_kill {
+        if kills && Instant::now() >= next_kill {
             let victim = rand::rng().random_range(0..fleet.len());
             if let Err(e) = fleet.kill_and_restart(victim) {
                 failures.push(e.to_string());

@@ -130,17 +130,38 @@ async fn finish_batch(pool: &PgPool, items: &[FinishItem]) -> sqlx::Result<Vec<F
         .bind(&runs)
         .execute(&mut *tx)
         .await?;
-    let mut results = vec![Finished::LeaseLost; items.len()];
-    let mut queued_any = false;
-    let mut ended_any = false;
+    // Per item: how many tasks it queued; per run: how many tasks ended (counted off the run
+    // once, after every item of the batch, instead of one run update per item).
+    let mut recorded: Vec<Option<usize>> = vec![None; items.len()];
+    let mut ended: std::collections::BTreeMap<i64, (i32, &Dag)> = Default::default();
     for i in order {
-        let r = finish_in(&mut tx, &items[i]).await?;
-        if let Finished::Recorded { queued, run_ended } = &r {
-            queued_any |= *queued > 0;
-            ended_any |= run_ended.is_some();
+        if let Some((queued, n)) = finish_in(&mut tx, &items[i]).await? {
+            recorded[i] = Some(queued);
+            ended
+                .entry(items[i].run_pk)
+                .or_insert((0, &*items[i].dag))
+                .0 += n;
         }
-        results[i] = r;
     }
+    let mut run_states = std::collections::BTreeMap::new();
+    for (run_pk, (n, dag)) in ended.into_iter().filter(|(_, (n, _))| *n > 0) {
+        if let Some(state) = end_run_if_done(&mut tx, run_pk, dag, n).await? {
+            run_states.insert(run_pk, state);
+        }
+    }
+    let queued_any = recorded.iter().flatten().any(|q| *q > 0);
+    let ended_any = !run_states.is_empty();
+    let results: Vec<Finished> = items
+        .iter()
+        .zip(recorded)
+        .map(|(item, r)| match r {
+            Some(queued) => Finished::Recorded {
+                queued,
+                run_ended: run_states.get(&item.run_pk).copied(),
+            },
+            None => Finished::LeaseLost,
+        })
+        .collect();
     if queued_any {
         notify(&mut tx, WORKER_CHANNEL).await?;
     }
@@ -160,10 +181,12 @@ async fn notify(tx: &mut PgConnection, channel: &str) -> sqlx::Result<()> {
     Ok(())
 }
 
+/// One try's outcome, under the run lock the batch holds: `None` if its fence did not hold,
+/// else how many downstream tasks it queued and how many tasks ended (to count off the run).
 async fn finish_in(
     tx: &mut Transaction<'_, Postgres>,
     item: &FinishItem,
-) -> sqlx::Result<Finished> {
+) -> sqlx::Result<Option<(usize, i32)>> {
     let (ti_id, outcome, dag) = (item.ti_id, &item.outcome, &*item.dag);
     let new_state = outcome.new_state();
     let delay = match outcome {
@@ -205,19 +228,18 @@ async fn finish_in(
     .fetch_optional(&mut **tx)
     .await?;
     let Some((task_id, _)) = row else {
-        return Ok(Finished::LeaseLost);
+        return Ok(None);
     };
     super::super::logs::append_in(tx, ti_id, try_number, &item.tail).await?;
     if let Finish::Success { xcom } = outcome {
         store_xcom(tx, item.run_pk, &task_id, try_number, xcom).await?;
     }
     if new_state.is_finished() {
-        propagate(tx, item.run_pk, dag, vec![(task_id, new_state)]).await
+        propagate(tx, item.run_pk, dag, vec![(task_id, new_state)])
+            .await
+            .map(Some)
     } else {
-        Ok(Finished::Recorded {
-            queued: usize::from(new_state == TaskState::Queued),
-            run_ended: None,
-        })
+        Ok(Some((usize::from(new_state == TaskState::Queued), 0)))
     }
 }
 
@@ -268,14 +290,15 @@ struct CounterRow {
 }
 
 /// Applies final states to their downstream counters, cascading decided skips and upstream
-/// failures, then updates the run. The caller holds the run's row lock; downstream rows are
-/// locked in `task_id` order.
+/// failures. The caller holds the run's row lock; downstream rows are locked in `task_id`
+/// order. Returns how many tasks were queued and how many ended (`work` included), which
+/// the caller counts off the run.
 pub(crate) async fn propagate(
     tx: &mut Transaction<'_, Postgres>,
     run_pk: i64,
     dag: &Dag,
     mut work: Vec<(String, TaskState)>,
-) -> sqlx::Result<Finished> {
+) -> sqlx::Result<(usize, i32)> {
     let mut ended = work.len() as i32;
     let mut queued = 0usize;
     while let Some((task_id, state)) = work.pop() {
@@ -341,8 +364,7 @@ pub(crate) async fn propagate(
             }
         }
     }
-    let run_ended = end_run_if_done(tx, run_pk, dag, ended).await?;
-    Ok(Finished::Recorded { queued, run_ended })
+    Ok((queued, ended))
 }
 
 /// Counts `ended` tasks off the run; the transaction that brings it to zero decides the run:
