@@ -25,6 +25,8 @@ async fn main() -> std::process::ExitCode {
         .with_target(false)
         // Logs are diagnostics: stderr, so command output on stdout stays clean to pipe.
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal, not in files, pipes or journald.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match updraft::cli::run(cli, settings).await {
         Ok(code) => std::process::ExitCode::from(code.clamp(0, 255) as u8),

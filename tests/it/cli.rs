@@ -248,6 +248,28 @@ async fn dags_test_runs_in_a_scratch_schema_and_prints_logs() {
     assert_eq!(schemas, 0, "the scratch schema is dropped");
 }
 
+/// stderr is a pipe here, not a terminal: log lines come without colour codes.
+#[tokio::test]
+async fn logs_to_a_pipe_have_no_colour_codes() {
+    let db = fresh_db().await;
+    let out = Command::new(env!("CARGO_BIN_EXE_updraft"))
+        .args(["db", "migrate"])
+        .env("DATABASE_URL", &db.url)
+        .env("UPDRAFT_LOG", "info")
+        .env(
+            "UPDRAFT_HOME",
+            std::env::temp_dir().join("updraft-cli-test-home"),
+        )
+        .output()
+        .expect("run updraft");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.contains("INFO"), "{err}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "ANSI escapes in piped logs: {err:?}"
+    );
+}
+
 #[tokio::test]
 async fn users_create_resets_a_password_keeps_the_role_and_updates_standalones_file() {
     let db = fresh_db().await;
