@@ -44,6 +44,15 @@ pub async fn append_in(
 
 /// Appends the lines of several tries in one statement: `(ti_id, try_number, lines)`.
 pub async fn append_many(pool: &PgPool, tries: &[(i64, i32, Vec<LogLine>)]) -> sqlx::Result<()> {
+    let mut conn = pool.acquire().await?;
+    append_many_in(&mut conn, tries).await
+}
+
+/// [`append_many`] on a connection (inside a transaction).
+pub async fn append_many_in(
+    conn: &mut PgConnection,
+    tries: &[(i64, i32, Vec<LogLine>)],
+) -> sqlx::Result<()> {
     let n: usize = tries.iter().map(|t| t.2.len()).sum();
     if n == 0 {
         return Ok(());
@@ -73,7 +82,7 @@ pub async fn append_many(pool: &PgPool, tries: &[(i64, i32, Vec<LogLine>)]) -> s
     .bind(&at)
     .bind(&stream)
     .bind(&text)
-    .execute(pool)
+    .execute(conn)
     .await?;
     Ok(())
 }

@@ -79,10 +79,12 @@ impl Worker {
         let this = Arc::new(self);
         let slots = Arc::new(Semaphore::new(this.settings.worker_slots));
         let tracker = TaskTracker::new();
-        this.register().await?;
-        // Commands and scratch directories a dead worker on this machine left behind.
+        // Commands and scratch directories a dead worker on this machine left behind: first
+        // thing, before any database round trip, so that a worker stopped while it starts
+        // has still cleaned up after its predecessor.
         let reaped =
             tokio::task::spawn_blocking(crate::operators::bash::process::reap_orphans).await?;
+        this.register().await?;
         if reaped.run_dirs > 0 {
             info!(
                 run_dirs = reaped.run_dirs,

@@ -323,8 +323,8 @@ async fn a_killed_workers_commands_die_with_it() {
     }
     // The scratch directory the command ran in is removed by the next worker on this machine.
     let cwd = std::fs::read_to_string(pids.with_extension("cwd")).unwrap();
+    // (Another test's worker starting meanwhile may already have removed it.)
     let cwd = std::path::PathBuf::from(cwd.trim());
-    assert!(cwd.exists());
     let mut next = spawn_updraft(&db.url, &["worker"], folder.path());
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while cwd.exists() {

@@ -29,6 +29,14 @@ pub enum Fence {
     },
 }
 
+impl Fence {
+    pub fn try_number(&self) -> i32 {
+        match *self {
+            Fence::Lease { try_number, .. } | Fence::Expired { try_number, .. } => try_number,
+        }
+    }
+}
+
 /// A try's outcome.
 #[derive(Debug, Clone)]
 pub enum Finish {
@@ -130,18 +138,32 @@ async fn finish_batch(pool: &PgPool, items: &[FinishItem]) -> sqlx::Result<Vec<F
         .bind(&runs)
         .execute(&mut *tx)
         .await?;
-    // Per item: how many tasks it queued; per run: how many tasks ended (counted off the run
-    // once, after every item of the batch, instead of one run update per item).
+    // Every try's fenced state change in one statement, then the recorded tries' last log
+    // lines in one, then XComs and downstream decisions per try (in run, then task order),
+    // then each run's counter once: a burst of outcomes costs a handful of round trips, so
+    // the run locks are held briefly.
+    let recorded_ids = record_states(&mut tx, items).await?;
+    let tails: Vec<(i64, i32, Vec<LogLine>)> = items
+        .iter()
+        .filter(|i| recorded_ids.contains_key(&i.ti_id) && !i.tail.is_empty())
+        .map(|i| (i.ti_id, i.fence.try_number(), i.tail.clone()))
+        .collect();
+    super::super::logs::append_many_in(&mut tx, &tails).await?;
+    // Per item: how many tasks it queued; per run: how many tasks ended.
     let mut recorded: Vec<Option<usize>> = vec![None; items.len()];
     let mut ended: std::collections::BTreeMap<i64, (i32, &Dag)> = Default::default();
+    let mut seen = std::collections::HashSet::new();
     for i in order {
-        if let Some((queued, n)) = finish_in(&mut tx, &items[i]).await? {
-            recorded[i] = Some(queued);
-            ended
-                .entry(items[i].run_pk)
-                .or_insert((0, &*items[i].dag))
-                .0 += n;
+        let item = &items[i];
+        let Some(task_id) = recorded_ids.get(&item.ti_id) else {
+            continue;
+        };
+        if !seen.insert(item.ti_id) {
+            continue; // the same try twice in one batch: the first one counts
         }
+        let (queued, n) = after_state(&mut tx, item, task_id).await?;
+        recorded[i] = Some(queued);
+        ended.entry(item.run_pk).or_insert((0, &*item.dag)).0 += n;
     }
     let mut run_states = std::collections::BTreeMap::new();
     for (run_pk, (n, dag)) in ended.into_iter().filter(|(_, (n, _))| *n > 0) {
@@ -181,65 +203,91 @@ async fn notify(tx: &mut PgConnection, channel: &str) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// One try's outcome, under the run lock the batch holds: `None` if its fence did not hold,
-/// else how many downstream tasks it queued and how many tasks ended (to count off the run).
-async fn finish_in(
+/// The fenced state change of every item, in one statement: `ti_id → task_id` of the tries
+/// whose fence held. The rows belong to runs whose locks the batch already holds, so the
+/// order the statement locks them in cannot matter.
+async fn record_states(
     tx: &mut Transaction<'_, Postgres>,
-    item: &FinishItem,
-) -> sqlx::Result<Option<(usize, i32)>> {
-    let (ti_id, outcome, dag) = (item.ti_id, &item.outcome, &*item.dag);
-    let new_state = outcome.new_state();
-    let delay = match outcome {
-        Finish::Failed {
-            retry_after: Some(d),
-        } => d.pg_interval_micros(),
-        _ => 0,
-    };
-    let (owner, try_number, reaper) = match item.fence {
-        Fence::Lease { owner, try_number } => (Some(owner), try_number, false),
-        Fence::Expired { owner, try_number } => (owner, try_number, true),
-    };
+    items: &[FinishItem],
+) -> sqlx::Result<std::collections::HashMap<i64, String>> {
+    let mut ids = Vec::with_capacity(items.len());
+    let mut states = Vec::with_capacity(items.len());
+    let mut delays = Vec::with_capacity(items.len());
+    let mut owners = Vec::with_capacity(items.len());
+    let mut tries = Vec::with_capacity(items.len());
+    let mut reapers = Vec::with_capacity(items.len());
+    for item in items {
+        let (owner, try_number, reaper) = match item.fence {
+            Fence::Lease { owner, try_number } => (Some(owner), try_number, false),
+            Fence::Expired { owner, try_number } => (owner, try_number, true),
+        };
+        ids.push(item.ti_id);
+        states.push(item.outcome.new_state().as_str());
+        delays.push(match item.outcome {
+            Finish::Failed {
+                retry_after: Some(d),
+            } => d.pg_interval_micros(),
+            _ => 0,
+        });
+        owners.push(owner);
+        tries.push(try_number);
+        reapers.push(reaper);
+    }
     // The reaper takes a try only while its worker's lease is still expired; a worker's
     // outcome is taken while the try is running under it, or waiting to be retried with
     // nobody having claimed it since (see `Fence::Lease`).
-    let row: Option<(String, i32)> = sqlx::query_as(
-        "UPDATE task_instances SET
-            state = $2,
-            end_date = CASE WHEN $2 = 'queued' THEN NULL ELSE now() END,
-            start_date = CASE WHEN $2 = 'queued' THEN NULL ELSE start_date END,
-            try_number = CASE WHEN $2 = 'queued' THEN try_number - 1 ELSE try_number END,
-            lease_owner = CASE WHEN $2 IN ('queued', 'up_for_retry') AND NOT $6 THEN NULL ELSE lease_owner END,
-            not_before = CASE WHEN $2 = 'up_for_retry' THEN now() + $3 * interval '1 microsecond' ELSE not_before END
-         WHERE id = $1 AND try_number = $5 AND lease_owner IS NOT DISTINCT FROM $4
-           AND CASE WHEN $6
-                 THEN state = 'running' AND NOT EXISTS (
+    let rows: Vec<(i64, String)> = sqlx::query_as(
+        "UPDATE task_instances t SET
+            state = v.st,
+            end_date = CASE WHEN v.st = 'queued' THEN NULL ELSE now() END,
+            start_date = CASE WHEN v.st = 'queued' THEN NULL ELSE t.start_date END,
+            try_number = CASE WHEN v.st = 'queued' THEN t.try_number - 1 ELSE t.try_number END,
+            lease_owner = CASE WHEN v.st IN ('queued', 'up_for_retry') AND NOT v.reaper THEN NULL ELSE t.lease_owner END,
+            not_before = CASE WHEN v.st = 'up_for_retry' THEN now() + v.delay * interval '1 microsecond' ELSE t.not_before END
+         FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::int[], $6::bool[])
+              AS v(id, st, delay, owner, tn, reaper)
+         WHERE t.id = v.id AND t.try_number = v.tn AND t.lease_owner IS NOT DISTINCT FROM v.owner
+           AND CASE WHEN v.reaper
+                 THEN t.state = 'running' AND NOT EXISTS (
                         SELECT 1 FROM workers w
-                        WHERE w.id = task_instances.lease_owner AND w.heartbeat_at + w.lease_ttl >= now())
-                 ELSE state = 'running' OR (state = 'up_for_retry' AND $2 <> 'queued')
+                        WHERE w.id = t.lease_owner AND w.heartbeat_at + w.lease_ttl >= now())
+                 ELSE t.state = 'running' OR (t.state = 'up_for_retry' AND v.st <> 'queued')
                END
-         RETURNING task_id, upstream_total",
+         RETURNING t.id, t.task_id",
     )
-    .bind(ti_id)
-    .bind(new_state)
-    .bind(delay)
-    .bind(owner)
-    .bind(try_number)
-    .bind(reaper)
-    .fetch_optional(&mut **tx)
+    .bind(&ids)
+    .bind(&states)
+    .bind(&delays)
+    .bind(&owners)
+    .bind(&tries)
+    .bind(&reapers)
+    .fetch_all(&mut **tx)
     .await?;
-    let Some((task_id, _)) = row else {
-        return Ok(None);
-    };
-    super::super::logs::append_in(tx, ti_id, try_number, &item.tail).await?;
-    if let Finish::Success { xcom } = outcome {
-        store_xcom(tx, item.run_pk, &task_id, try_number, xcom).await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// What follows a recorded try, under the run lock the batch holds: its XComs, and its
+/// downstream tasks. Returns how many tasks it queued and how many ended (to count off the
+/// run).
+async fn after_state(
+    tx: &mut Transaction<'_, Postgres>,
+    item: &FinishItem,
+    task_id: &str,
+) -> sqlx::Result<(usize, i32)> {
+    let new_state = item.outcome.new_state();
+    if let Finish::Success { xcom } = &item.outcome {
+        store_xcom(tx, item.run_pk, task_id, item.fence.try_number(), xcom).await?;
     }
     if new_state.is_finished() {
-        propagate(tx, item.run_pk, dag, vec![(task_id, new_state)])
-            .await
-            .map(Some)
+        propagate(
+            tx,
+            item.run_pk,
+            &item.dag,
+            vec![(task_id.to_string(), new_state)],
+        )
+        .await
     } else {
-        Ok(Some((usize::from(new_state == TaskState::Queued), 0)))
+        Ok((usize::from(new_state == TaskState::Queued), 0))
     }
 }
 
