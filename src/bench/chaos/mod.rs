@@ -208,7 +208,17 @@ pub async fn run(settings: &Settings, args: ChaosArgs) -> anyhow::Result<()> {
     );
     let mut reports = Vec::new();
     if all || args.scenario == "kill" {
-        println!("kill loop: {} bash tasks, {} schedulers + {} workers, a random one SIGKILLed and restarted every 1-3 s ...", args.tasks, args.schedulers, args.workers);
+        println!(
+            "kill loop: {} bash tasks, {} schedulers + {} workers, {} ...",
+            args.tasks,
+            args.schedulers,
+            args.workers,
+            if args.no_kills {
+                "nothing killed (baseline)"
+            } else {
+                "a random one SIGKILLed and restarted every 1-3 s"
+            }
+        );
         let (admin, url) = scratch_database(settings, "updraft_chaos").await?;
         let work = WorkDir::new("updraft-chaos")?;
         let s = setup(&args, &url, work.path().to_path_buf(), Vec::new());
