@@ -64,35 +64,62 @@ impl Drop for Scratch {
 /// `bash -c <command>` under a supervising bash that leads its own process group and, when
 /// the worker dies (it gets SIGTERM from the kernel then), kills the group. The command's
 /// exit code comes through unchanged.
+///
+/// The death signal is set by util-linux's `setpriv --pdeathsig` when it is installed, so
+/// that the command is started with `posix_spawn` (a vfork: nothing of the worker's memory
+/// is copied); otherwise by `prctl` between fork and exec, which copies the worker's page
+/// tables at every start. Either way the supervisor checks that its parent is still the
+/// worker, since a worker that died before the signal was set would never send it.
 pub fn command(bash_command: &str) -> Command {
     // `wait` returns at once when a trapped signal arrives; the trap kills the group (0 =
     // our own group), the supervisor included.
-    const SUPERVISOR: &str =
-        "trap 'trap - TERM; kill -KILL 0' TERM; bash -c \"$1\" & wait $!; exit $?";
-    let mut cmd = Command::new("bash");
+    const SUPERVISOR: &str = "trap 'trap - TERM; kill -KILL 0' TERM; \
+         [ \"$PPID\" = \"$2\" ] || exit 255; bash -c \"$1\" & wait $!; exit $?";
+    let parent = std::process::id();
+    let mut cmd = match setpriv() {
+        Some(setpriv) => {
+            let mut cmd = Command::new(setpriv);
+            cmd.args(["--pdeathsig", "TERM", "--", "bash"]);
+            cmd
+        }
+        None => {
+            let mut cmd = Command::new("bash");
+            // SAFETY: only an async-signal-safe call (prctl) between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            cmd
+        }
+    };
     cmd.arg("-c")
         .arg(SUPERVISOR)
         .arg("bash")
         .arg(bash_command)
+        .arg(parent.to_string())
         .process_group(0)
         .kill_on_drop(true);
-    let parent = std::process::id();
-    // SAFETY: only async-signal-safe calls (prctl, getppid) between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The worker may have died between fork and prctl: then nobody would signal us.
-            if libc::getppid() as u32 != parent {
-                return Err(std::io::Error::other(
-                    "the worker exited while starting the command",
-                ));
-            }
-            Ok(())
-        });
-    }
     cmd
+}
+
+/// util-linux's `setpriv`, if this machine has it (looked up once).
+fn setpriv() -> Option<&'static Path> {
+    static SETPRIV: OnceLock<Option<PathBuf>> = OnceLock::new();
+    SETPRIV
+        .get_or_init(|| {
+            std::env::var_os("PATH")
+                .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+                .unwrap_or_default()
+                .into_iter()
+                .chain([PathBuf::from("/usr/bin"), PathBuf::from("/bin")])
+                .map(|d| d.join("setpriv"))
+                .find(|p| p.is_file())
+        })
+        .as_deref()
 }
 
 /// Marks a command with this worker's run directory (set after the caller's own
