@@ -21,6 +21,7 @@ mod folder;
 mod helpers;
 mod hostile;
 mod locks;
+mod operate;
 mod outage;
 mod pipeline;
 mod pipeline_e2e;
