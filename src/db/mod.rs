@@ -41,6 +41,7 @@ pub mod api;
 pub mod config_store;
 pub mod connections;
 pub mod dags;
+pub mod events;
 pub mod listen;
 pub mod listing;
 pub mod logs;

@@ -22,6 +22,7 @@ mod helpers;
 mod hostile;
 mod locks;
 mod operate;
+mod operate_api;
 mod outage;
 mod pipeline;
 mod pipeline_e2e;

@@ -15,9 +15,11 @@
 pub mod apply;
 pub mod clear;
 pub mod mark;
+pub mod notes;
 pub mod settle;
 
 pub use apply::{apply, Applied, Target};
 pub use clear::{clear, ClearRequest, Cleared, RunFilter, Tasks};
-pub use mark::{delete_run, mark_run, mark_tasks, MarkRequest, RunMark};
+pub use mark::{delete_run, mark_run, mark_tasks, MarkRequest, RunMark, MARKABLE};
+pub use notes::{set_run_note, set_ti_notes};
 pub use settle::Change;
