@@ -10,6 +10,7 @@ mod browser_conns;
 mod browser_standalone;
 mod chaos;
 mod cli;
+mod cli_operate;
 mod compose;
 mod conns;
 mod conns_api;
