@@ -385,3 +385,28 @@ async fn a_viewer_may_not_clear_or_mark() {
         .unwrap();
     assert_eq!(run.state.as_str(), "failed");
 }
+
+/// The same through Airflow's own Python client (`tests/it/python/client_operate.py`).
+#[tokio::test]
+async fn airflow_python_client_clears_marks_and_deletes() {
+    let python = crate::api_client::test_python();
+    let app = TestApp::spawn().await;
+    store_dags(app.pool(), vec![sample_dag("etl", &[])]).await;
+    failed_run(&app, "r1").await;
+    let token = app.token().await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/it/python/client_operate.py"
+    );
+    let out = tokio::process::Command::new(&python)
+        .args([script, &app.base, &token])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.trim() == "ok",
+        "python client failed (is its virtualenv there? run `scripts/test`):\n{stdout}\n{stderr}"
+    );
+}

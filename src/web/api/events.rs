@@ -84,11 +84,19 @@ pub fn event_log(e: &EventRow) -> Value {
     })
 }
 
+/// The orders `GET /eventLogs` takes: all by the entry's id, which follows its time.
+const SORT: &[(&str, &str)] = &[
+    ("id", "id"),
+    ("event_log_id", "id"),
+    ("when", "id"),
+    ("dttm", "id"),
+];
+
 /// Parameters of `GET /eventLogs`.
 pub fn list_params() -> Params {
     Params::new()
         .page()
-        .order_by(&[("id", "id"), ("event_log_id", "id"), ("when", "id")])
+        .order_by(SORT)
         .p("dag_id", Kind::Str)
         .p("task_id", Kind::Str)
         .p("run_id", Kind::Str)
