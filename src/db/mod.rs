@@ -38,6 +38,7 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
 
 pub mod admin;
 pub mod api;
+pub mod backfill;
 pub mod config_store;
 pub mod connections;
 pub mod dags;

@@ -5,6 +5,7 @@ mod airflowctl;
 mod api;
 mod api_client;
 mod api_compat;
+mod backfill;
 mod browser;
 mod browser_conns;
 mod browser_standalone;
