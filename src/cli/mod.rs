@@ -2,6 +2,7 @@
 //! (defaults < `updraft.toml` < environment < these flags), and [`run`] hands each command
 //! to the layers below. Each command group has its own file.
 
+mod backfill;
 mod config;
 mod connections;
 mod dags;
@@ -68,6 +69,9 @@ pub enum Command {
     /// Task commands.
     #[command(subcommand)]
     Tasks(TasksCommand),
+    /// Backfills: create (with --dry-run, --wait), list, pause, unpause, cancel.
+    #[command(subcommand)]
+    Backfill(backfill::BackfillCommand),
     /// Run commands: mark, delete.
     #[command(subcommand)]
     Runs(operate::RunsCommand),
@@ -282,6 +286,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<i32> {
         Command::Dags(cmd) => dags::run(&settings, cmd).await,
         Command::Tasks(cmd) => tasks::run(&settings, cmd).await,
         Command::Runs(cmd) => operate::runs(&settings, cmd).await,
+        Command::Backfill(cmd) => backfill::run(&settings, cmd).await,
         Command::Config(cmd) => config::run(&settings, cmd),
         Command::Bench(args) => crate::bench::run(&settings, args).await.map(|_| 0),
         Command::Chaos(args) => crate::bench::chaos::run(&settings, args).await.map(|_| 0),

@@ -97,7 +97,7 @@ pub enum RunsCommand {
 }
 
 /// A date from the command line: `YYYY-MM-DD` (midnight UTC) or RFC 3339.
-fn parse_date(flag: &str, s: &str) -> anyhow::Result<DateTime<Utc>> {
+pub(super) fn parse_date(flag: &str, s: &str) -> anyhow::Result<DateTime<Utc>> {
     if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
         return Ok(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
     }

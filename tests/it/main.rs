@@ -6,6 +6,7 @@ mod api;
 mod api_client;
 mod api_compat;
 mod backfill;
+mod backfill_api;
 mod browser;
 mod browser_conns;
 mod browser_standalone;

@@ -11,7 +11,7 @@
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
-use axum::routing::{get, patch, post};
+use axum::routing::{get, patch, post, put};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 
@@ -19,6 +19,7 @@ use super::error::ApiError;
 use super::AppState;
 
 mod admin_common;
+pub mod backfills;
 pub mod connections;
 pub mod dags;
 pub mod events;
@@ -93,6 +94,24 @@ pub fn routes() -> Router<AppState> {
         .route(
             &format!("{TI}/xcomEntries/{{xcom_key}}"),
             get(task_instances::xcom),
+        )
+        .route(
+            "/api/v2/backfills",
+            get(backfills::list).post(backfills::create),
+        )
+        .route("/api/v2/backfills/dry_run", post(backfills::dry_run))
+        .route("/api/v2/backfills/{backfill_id}", get(backfills::get))
+        .route(
+            "/api/v2/backfills/{backfill_id}/pause",
+            put(backfills::pause),
+        )
+        .route(
+            "/api/v2/backfills/{backfill_id}/unpause",
+            put(backfills::unpause),
+        )
+        .route(
+            "/api/v2/backfills/{backfill_id}/cancel",
+            put(backfills::cancel),
         )
         .route("/api/v2/eventLogs", get(events::list))
         .route("/api/v2/eventLogs/{event_log_id}", get(events::get))

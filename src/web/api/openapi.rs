@@ -7,7 +7,7 @@ use axum::Json;
 use serde_json::{json, Map, Value};
 
 use super::query::{Kind, Params};
-use super::{dags, events, misc, operate, runs, task_instances};
+use super::{backfills, dags, events, misc, operate, runs, task_instances};
 
 /// One operation of the API.
 struct Op {
@@ -134,6 +134,20 @@ fn operations() -> Vec<Op> {
             .q(operate::patch_params()).body("PatchTaskInstanceBody").ok(200, "TaskInstanceCollectionResponse"),
         op("patch", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/dry_run", "patch_task_instance_dry_run", "The task instances a mark would change")
             .q(operate::patch_params()).body("PatchTaskInstanceBody").ok(200, "TaskInstanceCollectionResponse"),
+        op("post", "/api/v2/backfills", "create_backfill", "Create a backfill: runs of type backfill for each schedule tick in the range")
+            .body("BackfillPostBody").ok(200, "BackfillResponse").errors(&[401, 403, 404, 409, 422]),
+        op("post", "/api/v2/backfills/dry_run", "create_backfill_dry_run", "The logical dates a backfill would run")
+            .body("BackfillPostBody").ok(200, "DryRunBackfillCollectionResponse"),
+        op("get", "/api/v2/backfills", "list_backfills", "List backfills (of one DAG with dag_id), newest first")
+            .q(backfills::list_params()).ok(200, "BackfillCollectionResponse"),
+        op("get", "/api/v2/backfills/{backfill_id}", "get_backfill", "Get a backfill with its progress")
+            .ok(200, "BackfillResponse"),
+        op("put", "/api/v2/backfills/{backfill_id}/pause", "pause_backfill", "Pause a backfill: no new runs start")
+            .ok(200, "BackfillResponse").errors(&[401, 403, 404, 409]),
+        op("put", "/api/v2/backfills/{backfill_id}/unpause", "unpause_backfill", "Unpause a backfill")
+            .ok(200, "BackfillResponse").errors(&[401, 403, 404, 409]),
+        op("put", "/api/v2/backfills/{backfill_id}/cancel", "cancel_backfill", "Cancel a backfill: dates not started are dropped, queued runs fail")
+            .ok(200, "BackfillResponse").errors(&[401, 403, 404, 409]),
         op("get", "/api/v2/eventLogs", "get_event_logs", "The audit log (oldest first; order_by=-id for newest first)")
             .q(events::list_params()).ok(200, "EventLogCollectionResponse"),
         op("get", "/api/v2/eventLogs/{event_log_id}", "get_event_log", "One audit log entry")

@@ -57,6 +57,36 @@ pub fn extend(spec: &mut Value) {
             json!({"type": "object", "required": ["event_logs", "total_entries"], "properties": {
                 "event_logs": {"type": "array", "items": r("EventLogResponse")}, "total_entries": i}}),
         ),
+        (
+            "BackfillPostBody",
+            json!({"type": "object", "required": ["dag_id", "from_date", "to_date"], "properties": {
+                "dag_id": {"type": "string"}, "from_date": {"type": "string", "format": "date-time"},
+                "to_date": {"type": "string", "format": "date-time"}, "run_backwards": b,
+                "dag_run_conf": {"type": "object"}, "reprocess_behavior": {"type": "string", "enum": ["none", "failed", "completed"], "default": "none"},
+                "max_active_runs": {"type": "integer", "default": 10, "minimum": 1}, "run_on_latest_version": bn}}),
+        ),
+        (
+            "BackfillResponse",
+            json!({"type": "object", "required": ["id", "dag_id", "from_date", "to_date", "dag_run_conf", "is_paused", "reprocess_behavior", "max_active_runs", "created_at", "updated_at", "dag_display_name"],
+                "properties": {"id": i, "dag_id": {"type": "string"}, "dag_display_name": {"type": "string"},
+                "from_date": dt, "to_date": dt, "dag_run_conf": {"type": "object"}, "is_paused": b,
+                "reprocess_behavior": {"type": "string", "enum": ["none", "failed", "completed"]}, "max_active_runs": i,
+                "run_backwards": b, "created_at": dt, "completed_at": dt, "updated_at": dt, "triggering_user_name": sn,
+                "total_runs": {"type": "integer", "description": "updraft: dates that get a run"},
+                "finished_runs": {"type": "integer", "description": "updraft: of those, runs that ended"},
+                "failed_runs": {"type": "integer", "description": "updraft: of those, runs that failed"},
+                "skipped_dates": {"type": "integer", "description": "updraft: dates left alone (a run exists, see reprocess_behavior)"}}}),
+        ),
+        (
+            "BackfillCollectionResponse",
+            json!({"type": "object", "required": ["backfills", "total_entries"], "properties": {
+                "backfills": {"type": "array", "items": r("BackfillResponse")}, "total_entries": i}}),
+        ),
+        (
+            "DryRunBackfillCollectionResponse",
+            json!({"type": "object", "required": ["backfills", "total_entries"], "properties": {
+                "backfills": {"type": "array", "items": {"type": "object", "properties": {"logical_date": dt}}}, "total_entries": i}}),
+        ),
     ];
     if let Some(c) = spec
         .pointer_mut("/components/schemas")
