@@ -312,6 +312,7 @@ pub async fn runs(settings: &Settings, cmd: RunsCommand) -> anyhow::Result<i32> 
                 run_pk: run.id,
                 version_id: run.version_id,
                 state: to,
+                dry_run: false,
             };
             let done = operate::mark_run(&pool, m).await?;
             if let Some(n) = &note {

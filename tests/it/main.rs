@@ -26,6 +26,7 @@ mod hostile;
 mod locks;
 mod operate;
 mod operate_api;
+mod operate_web;
 mod outage;
 mod pipeline;
 mod pipeline_e2e;

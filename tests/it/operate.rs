@@ -213,6 +213,7 @@ async fn mark_a_run_and_delete_it() {
         run_pk: run.id,
         version_id: run.version_id,
         state: RunState::Failed,
+        dry_run: false,
     };
     operate::mark_run(&db.pool, m).await.unwrap();
     assert_eq!(wait_run(&db.pool, "runs", &run_id, LIMIT).await, "failed");

@@ -61,6 +61,8 @@ pub struct RunMark {
     pub run_pk: i64,
     pub version_id: i64,
     pub state: RunState,
+    /// Only say which task instances would change.
+    pub dry_run: bool,
 }
 
 /// Marks a run success, failed or queued (see the module docs).
@@ -84,7 +86,7 @@ pub async fn mark_run(pool: &PgPool, m: RunMark) -> anyhow::Result<Applied> {
         task_ids: None,
         pick,
         force_run,
-        dry_run: false,
+        dry_run: m.dry_run,
     };
     Ok(apply(pool, m.run_pk, &dag, &target).await?)
 }

@@ -412,6 +412,7 @@ pub async fn patch_run(
             run_pk: run.id,
             version_id: run.version_id,
             state,
+            dry_run: false,
         };
         operate::mark_run(&st.pool, m)
             .await

@@ -12,6 +12,7 @@ pub mod dag_detail;
 pub mod dags;
 pub mod import_errors;
 pub mod logs;
+pub mod operate;
 pub mod pools;
 pub mod runs;
 pub mod trigger;
@@ -38,6 +39,15 @@ pub fn routes() -> Router<AppState> {
             get(trigger::form).post(trigger::submit),
         )
         .route("/dags/{dag_id}/runs/{run_id}", get(runs::show))
+        .route(
+            "/dags/{dag_id}/runs/{run_id}/action",
+            post(operate::run_action),
+        )
+        .route("/dags/{dag_id}/runs/{run_id}/note", post(operate::note))
+        .route(
+            "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/action",
+            post(operate::task_action),
+        )
         .route(
             "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/logs/{try_number}",
             get(logs::show),
