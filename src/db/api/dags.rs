@@ -41,7 +41,8 @@ pub const DAG_SORT: &[(&str, &str)] = &[
 
 const COLUMNS: &str = "d.dag_id, d.fileloc, d.is_active, d.is_paused, d.schedule, d.description, d.owners, d.tags,
     d.max_active_runs, d.max_active_tasks, d.next_logical_date, d.next_interval_start, d.next_interval_end,
-    d.next_run_after, d.last_parsed_at,
+    CASE WHEN isfinite(d.next_run_after) THEN d.next_run_after END AS next_run_after,
+    coalesce(d.next_run_after = 'infinity', false) AS schedule_ended, d.end_date, d.last_parsed_at,
     EXISTS (SELECT 1 FROM import_errors ie WHERE ie.filename = d.fileloc) AS has_import_errors,
     coalesce(r.states, '{}') AS recent_states, coalesce(r.run_ids, '{}') AS recent_run_ids";
 
