@@ -176,3 +176,36 @@ async fn a_viewer_sees_no_action_buttons_and_cannot_post_them() {
     assert_eq!(res.status(), 403);
     assert_eq!(state_of(&app, "transform").await, "failed");
 }
+
+#[tokio::test]
+async fn the_audit_log_page_lists_and_filters_changes() {
+    let app = TestApp::spawn().await;
+    for (event, dag) in [("trigger", "etl"), ("clear", "etl"), ("pause", "other")] {
+        let e = updraft::db::events::Event {
+            event,
+            owner: Some("alice"),
+            dag_id: Some(dag),
+            source: "api",
+            extra: serde_json::json!({"why": "<script>"}),
+            ..Default::default()
+        };
+        updraft::db::events::record(app.pool(), &e).await.unwrap();
+    }
+    let s = app.login().await;
+    let (status, page) = app.page(&s, "/audit-log").await;
+    assert_eq!(status, 200);
+    // The sign-in of this session is there too, newest first.
+    assert_eq!(
+        texts(&page, ".event-row .event"),
+        vec!["sign_in", "pause", "clear", "trigger"]
+    );
+    let (_, page) = app.page(&s, "/audit-log?dag_id=etl&event=clear").await;
+    assert_eq!(texts(&page, ".event-row .event"), vec!["clear"]);
+    assert_eq!(
+        page.select(&sel("#events script")).count(),
+        0,
+        "details are escaped"
+    );
+    let (_, page) = app.page(&s, "/audit-log?owner=nobody").await;
+    assert_eq!(page.select(&sel("#no-events")).count(), 1);
+}

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::AppState;
 
+pub mod audit;
 pub mod connections;
 pub mod dag_detail;
 pub mod dags;
@@ -61,6 +62,7 @@ pub fn routes() -> Router<AppState> {
             get(logs::download),
         )
         .route("/import-errors", get(import_errors::list))
+        .route("/audit-log", get(audit::list))
         .merge(variables::routes())
         .merge(connections::routes())
         .merge(pools::routes())
