@@ -245,3 +245,101 @@ async fn backfill_create_from_the_cli() {
         text(&out)
     );
 }
+
+#[tokio::test]
+async fn backfills_from_the_dag_page() {
+    let app = TestApp::spawn().await;
+    store_dags(app.pool(), vec![daily("etl")]).await;
+    let s = app.login().await;
+    let (_, dag_page) = app.page(&s, "/dags/etl").await;
+    assert_eq!(dag_page.select(&sel("#backfills-link")).count(), 1);
+    let (status, page) = app.page(&s, "/dags/etl/backfills").await;
+    assert_eq!(status, 200);
+    assert_eq!(page.select(&sel("#backfill-form")).count(), 1);
+    let csrf = s.csrf.clone();
+    let form = |action: &'static str| {
+        vec![
+            ("csrf_token", csrf.clone()),
+            ("from_date", "2026-01-01".to_string()),
+            ("to_date", "2026-01-03".to_string()),
+            ("reprocess_behavior", "none".to_string()),
+            ("max_active_runs", "2".to_string()),
+            ("dag_run_conf", String::new()),
+            ("action", action.to_string()),
+        ]
+    };
+    let res = app
+        .client
+        .post(app.url("/dags/etl/backfills"))
+        .header("cookie", &s.cookie)
+        .form(&form("preview"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let doc = scraper::Html::parse_document(&res.text().await.unwrap());
+    assert_eq!(doc.select(&sel(".preview-row")).count(), 3);
+    assert_eq!(
+        doc.select(&sel(".backfill-row")).count(),
+        0,
+        "a preview starts nothing"
+    );
+
+    let res = app
+        .client
+        .post(app.url("/dags/etl/backfills"))
+        .header("cookie", &s.cookie)
+        .form(&form("create"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let (_, page) = app.page(&s, "/dags/etl/backfills").await;
+    assert_eq!(texts(&page, ".backfill-state"), vec!["running"]);
+    assert_eq!(texts(&page, ".backfill-progress"), vec!["0/3 done"]);
+    let id = page
+        .select(&sel(".backfill-row"))
+        .next()
+        .unwrap()
+        .value()
+        .attr("data-id")
+        .unwrap()
+        .to_string();
+    let res = app
+        .post_form(
+            &s,
+            &format!("/dags/etl/backfills/{id}/cancel"),
+            &[("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    let (_, page) = app.page(&s, "/dags/etl/backfills").await;
+    assert_eq!(texts(&page, ".backfill-state"), vec!["completed"]);
+
+    let res = app
+        .client
+        .post(app.url("/dags/etl/backfills"))
+        .header("cookie", &s.cookie)
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("from_date", "yesterday"),
+            ("to_date", "2026-01-03"),
+            ("reprocess_behavior", "none"),
+            ("max_active_runs", "2"),
+            ("action", "create"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let doc = scraper::Html::parse_document(&res.text().await.unwrap());
+    assert!(texts(&doc, "#backfill-error")[0].contains("From"));
+
+    updraft::web::create_user(app.pool(), "vera", PASSWORD, "viewer")
+        .await
+        .unwrap();
+    let v = app.login_as("vera", PASSWORD).await;
+    let (_, page) = app.page(&v, "/dags/etl/backfills").await;
+    assert_eq!(page.select(&sel("#backfill-form")).count(), 0);
+    assert_eq!(page.select(&sel(".backfill-cancel")).count(), 0);
+}

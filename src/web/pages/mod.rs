@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use super::AppState;
 
 pub mod audit;
+pub mod backfills;
 pub mod connections;
 pub mod dag_detail;
 pub mod dags;
@@ -63,6 +64,14 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/import-errors", get(import_errors::list))
         .route("/audit-log", get(audit::list))
+        .route(
+            "/dags/{dag_id}/backfills",
+            get(backfills::show).post(backfills::create),
+        )
+        .route(
+            "/dags/{dag_id}/backfills/{id}/{what}",
+            post(backfills::steer),
+        )
         .merge(variables::routes())
         .merge(connections::routes())
         .merge(pools::routes())
