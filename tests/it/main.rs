@@ -9,6 +9,7 @@ mod backfill;
 mod backfill_api;
 mod browser;
 mod browser_conns;
+mod browser_operate;
 mod browser_standalone;
 mod chaos;
 mod cli;
