@@ -248,3 +248,39 @@ async fn mark_a_run_and_delete_it() {
     assert!(!operate::delete_run(&db.pool, run.id).await.unwrap());
     engine.stop().await;
 }
+
+/// Clears racing the engine's own finishes (two workers, a 20-way fan-in) take their locks in
+/// the same order, so none deadlocks, and the run still ends as it should.
+#[tokio::test]
+async fn clears_racing_finishes_never_deadlock() {
+    let db = fresh_db().await;
+    let mut tasks: Vec<_> = (0..20)
+        .map(|i| bash(&format!("t{i:02}"), "sleep 0.05", &[]))
+        .collect();
+    let ids: Vec<String> = (0..20).map(|i| format!("t{i:02}")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    tasks.push(empty("join", &refs));
+    install(&db.pool, &[dag("race", tasks)]).await;
+    let folder = empty_folder();
+    let engine = Engine::start(&db.pool, fast_settings(folder.path()), 1, 2);
+    let run_id = trigger(&db.pool, "race", serde_json::json!({})).await;
+    wait_task(&db.pool, "race", &run_id, "t00", "success").await;
+    for round in 0..15 {
+        let pick = format!("t{:02}", (round * 7) % 20);
+        let mut req = clear_req("race", &run_id, &[&pick]);
+        req.include_downstream = round % 2 == 0;
+        operate::clear(&db.pool, &req)
+            .await
+            .unwrap_or_else(|e| panic!("clear {round} failed: {e:#}"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(wait_run(&db.pool, "race", &run_id, LIMIT).await, "success");
+    let s = states(&db.pool, "race", &run_id).await;
+    assert!(s.values().all(|(st, _)| st == "success"), "{s:?}");
+    let unfinished: i32 = sqlx::query_scalar("SELECT unfinished_tasks FROM dag_runs")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(unfinished, 0, "the run's counter agrees with its tasks");
+    engine.stop().await;
+}
