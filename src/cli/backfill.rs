@@ -9,7 +9,6 @@ use sqlx::PgPool;
 use crate::cli::{parse_conf, pool_for, POLL};
 use crate::core::ReprocessBehavior;
 use crate::db::backfill::{self as db, BackfillRequest, BackfillRow, Steer};
-use crate::db::events::{self, Event};
 use crate::settings::Settings;
 
 #[derive(Subcommand, Debug)]
@@ -69,21 +68,6 @@ fn progress(b: &BackfillRow) -> String {
     )
 }
 
-async fn record(pool: &PgPool, event: &str, dag_id: &str, extra: serde_json::Value) {
-    let owner = std::env::var("USER").unwrap_or_else(|_| "cli".into());
-    let e = Event {
-        event,
-        owner: Some(&owner),
-        dag_id: Some(dag_id),
-        source: "cli",
-        extra,
-        ..Default::default()
-    };
-    if let Err(err) = events::record(pool, &e).await {
-        eprintln!("warning: could not write the audit log: {err}");
-    }
-}
-
 pub async fn run(settings: &Settings, cmd: BackfillCommand) -> anyhow::Result<i32> {
     let pool = pool_for(settings).await?;
     let data_intervals = settings.scheduler.create_cron_data_intervals;
@@ -133,7 +117,13 @@ pub async fn run(settings: &Settings, cmd: BackfillCommand) -> anyhow::Result<i3
             }
             let b = db::create(&pool, &req, data_intervals).await?;
             let extra = serde_json::json!({"backfill_id": b.id, "from_date": b.from_date, "to_date": b.to_date, "runs": b.total_runs});
-            record(&pool, "backfill", &dag_id, extra).await;
+            super::operate::record(
+                &pool,
+                "backfill",
+                (Some(dag_id.as_str()), None, None),
+                extra,
+            )
+            .await;
             println!("Created {}", progress(&b));
             if !wait {
                 return Ok(0);
@@ -184,13 +174,8 @@ async fn steer(pool: &PgPool, id: i64, how: Steer) -> anyhow::Result<i32> {
         Steer::Unpause => "backfill_unpause",
         Steer::Cancel => "backfill_cancel",
     };
-    record(
-        pool,
-        event,
-        &b.dag_id,
-        serde_json::json!({"backfill_id": id}),
-    )
-    .await;
+    let what = (Some(b.dag_id.as_str()), None, None);
+    super::operate::record(pool, event, what, serde_json::json!({"backfill_id": id})).await;
     println!("{}", progress(&b));
     Ok(0)
 }

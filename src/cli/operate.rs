@@ -115,17 +115,18 @@ fn os_user() -> String {
         .unwrap_or_else(|_| "cli".into())
 }
 
-async fn record(
+/// Records a change made from the command line in the audit log (owner: the OS user).
+pub(super) async fn record(
     pool: &PgPool,
     event: &str,
-    what: (&str, Option<&str>, Option<&str>),
+    what: (Option<&str>, Option<&str>, Option<&str>),
     extra: serde_json::Value,
 ) {
     let owner = os_user();
     let e = Event {
         event,
         owner: Some(&owner),
-        dag_id: Some(what.0),
+        dag_id: what.0,
         run_id: what.1,
         task_id: what.2,
         source: "cli",
@@ -231,7 +232,7 @@ pub async fn clear(settings: &Settings, a: ClearArgs) -> anyhow::Result<i32> {
     record(
         &pool,
         "clear",
-        (&a.dag_id, a.run_id.as_deref(), None),
+        (Some(a.dag_id.as_str()), a.run_id.as_deref(), None),
         extra,
     )
     .await;
@@ -282,7 +283,13 @@ pub async fn mark(settings: &Settings, a: MarkArgs) -> anyhow::Result<i32> {
     )
     .await?;
     let extra = serde_json::json!({"new_state": state, "task_ids": a.task_ids, "marked": done.ti_ids.len()});
-    record(&pool, "mark", (&a.dag_id, Some(&a.run_id), None), extra).await;
+    record(
+        &pool,
+        "mark",
+        (Some(a.dag_id.as_str()), Some(&a.run_id), None),
+        extra,
+    )
+    .await;
     let run_state = done
         .run_state
         .map_or("unchanged".to_string(), |s| s.to_string());
@@ -321,7 +328,7 @@ pub async fn runs(settings: &Settings, cmd: RunsCommand) -> anyhow::Result<i32> 
             record(
                 &pool,
                 "mark",
-                (&dag_id, Some(&run_id), None),
+                (Some(dag_id.as_str()), Some(&run_id), None),
                 serde_json::json!({"state": to, "note": note}),
             )
             .await;
@@ -346,7 +353,7 @@ pub async fn runs(settings: &Settings, cmd: RunsCommand) -> anyhow::Result<i32> 
             record(
                 &pool,
                 "delete",
-                (&dag_id, Some(&run_id), None),
+                (Some(dag_id.as_str()), Some(&run_id), None),
                 serde_json::Value::Null,
             )
             .await;
