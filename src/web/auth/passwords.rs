@@ -107,9 +107,11 @@ pub async fn sign_in(
 /// Records a sign-in (from the form or `/auth/token`; basic auth signs in on every request,
 /// so only its failures are recorded) or a failed one, in the audit log.
 pub async fn record_sign_in(pool: &PgPool, event: &str, username: &str, client: IpAddr) {
+    // A failed attempt's name is whatever was typed: keep at most 100 characters of it.
+    let owner: String = username.chars().take(100).collect();
     let e = crate::db::events::Event {
         event,
-        owner: Some(username),
+        owner: Some(&owner),
         source: "ui",
         remote_addr: Some(client.to_string()),
         ..Default::default()
