@@ -410,3 +410,87 @@ async fn airflow_python_client_clears_marks_and_deletes() {
         "python client failed (is its virtualenv there? run `scripts/test`):\n{stdout}\n{stderr}"
     );
 }
+
+/// Clearing across runs: a logical-date range, and `include_past`/`include_future` from a run.
+#[tokio::test]
+async fn clear_across_runs_by_logical_date() {
+    let app = TestApp::spawn().await;
+    store_dags(app.pool(), vec![sample_dag("etl", &[])]).await;
+    for (run_id, date) in [
+        ("old", "2026-01-01T00:00:00Z"),
+        ("mid", "2026-01-02T00:00:00Z"),
+        ("new", "2026-01-03T00:00:00Z"),
+    ] {
+        let req = updraft::db::runs::TriggerRequest {
+            run_id: Some(run_id.into()),
+            logical_date: Some(date.parse().unwrap()),
+            ..Default::default()
+        };
+        updraft::db::runs::trigger(app.pool(), "etl", req)
+            .await
+            .unwrap();
+        let pk = start_run(
+            app.pool(),
+            "etl",
+            run_id,
+            &["extract", "transform", "notify", "load"],
+        )
+        .await;
+        for t in ["extract", "transform", "notify", "load"] {
+            set_task(app.pool(), pk, t, "failed").await;
+        }
+        finish_run(app.pool(), pk, "failed").await;
+    }
+    let token = app.token().await;
+    let runs_of = |body: &Value| -> Vec<String> {
+        let mut v: Vec<String> = body["task_instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["dag_run_id"].as_str().unwrap().to_string())
+            .collect();
+        v.dedup();
+        v
+    };
+    let body = json!({"start_date": "2026-01-02T00:00:00Z", "end_date": "2026-01-03T00:00:00Z", "task_ids": ["extract"]});
+    let (status, dry) = call(
+        &app,
+        &token,
+        "POST",
+        "/api/v2/dags/etl/clearTaskInstances",
+        body,
+    )
+    .await;
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!(runs_of(&dry), vec!["mid", "new"]);
+    let body = json!({"dag_run_id": "mid", "include_past": true, "task_ids": ["extract"]});
+    let (_, dry) = call(
+        &app,
+        &token,
+        "POST",
+        "/api/v2/dags/etl/clearTaskInstances",
+        body,
+    )
+    .await;
+    assert_eq!(runs_of(&dry), vec!["old", "mid"]);
+    let body = json!({"dag_run_id": "mid", "include_future": true, "task_ids": ["extract"], "dry_run": false});
+    let (_, done) = call(
+        &app,
+        &token,
+        "POST",
+        "/api/v2/dags/etl/clearTaskInstances",
+        body,
+    )
+    .await;
+    assert_eq!(runs_of(&done), vec!["mid", "new"]);
+    let old = updraft::db::runs::get(app.pool(), "etl", "old")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(old.state.as_str(), "failed", "an earlier run is left alone");
+    let new = updraft::db::runs::get(app.pool(), "etl", "new")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(new.state.as_str(), "running");
+}
