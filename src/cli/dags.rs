@@ -40,6 +40,8 @@ pub async fn run(settings: &Settings, cmd: DagsCommand) -> anyhow::Result<i32> {
                         ..Default::default()
                     };
                     let run = runs::trigger(&pool, &dag_id, req).await?;
+                    let what = (Some(dag_id.as_str()), Some(run.run_id.as_str()), None);
+                    super::operate::record(&pool, "trigger", what, serde_json::Value::Null).await;
                     println!(
                         "Triggered {} run {} (state: {})",
                         run.dag_id, run.run_id, run.state
@@ -65,6 +67,14 @@ pub async fn run(settings: &Settings, cmd: DagsCommand) -> anyhow::Result<i32> {
 
 async fn set_paused(pool: &PgPool, dag_id: &str, paused: bool) -> anyhow::Result<i32> {
     if db::dags::set_paused(pool, dag_id, paused).await? {
+        let event = if paused { "pause" } else { "unpause" };
+        super::operate::record(
+            pool,
+            event,
+            (Some(dag_id), None, None),
+            serde_json::Value::Null,
+        )
+        .await;
         println!(
             "{} DAG {dag_id}",
             if paused { "Paused" } else { "Unpaused" }

@@ -2,9 +2,11 @@
 //! (defaults < `updraft.toml` < environment < these flags), and [`run`] hands each command
 //! to the layers below. Each command group has its own file.
 
+mod backfill;
 mod config;
 mod connections;
 mod dags;
+mod operate;
 mod pools;
 mod table;
 mod tasks;
@@ -67,6 +69,12 @@ pub enum Command {
     /// Task commands.
     #[command(subcommand)]
     Tasks(TasksCommand),
+    /// Backfills: create (with --dry-run, --wait), list, pause, unpause, cancel.
+    #[command(subcommand)]
+    Backfill(backfill::BackfillCommand),
+    /// Run commands: mark, delete.
+    #[command(subcommand)]
+    Runs(operate::RunsCommand),
     /// Settings.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -182,6 +190,10 @@ pub enum TasksCommand {
         #[arg(long = "try")]
         try_number: Option<i32>,
     },
+    /// Clear task instances so they run again (as `airflow tasks clear`).
+    Clear(operate::ClearArgs),
+    /// Mark task instances success, failed or skipped; their downstream tasks react.
+    Mark(operate::MarkArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -273,6 +285,8 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<i32> {
         }
         Command::Dags(cmd) => dags::run(&settings, cmd).await,
         Command::Tasks(cmd) => tasks::run(&settings, cmd).await,
+        Command::Runs(cmd) => operate::runs(&settings, cmd).await,
+        Command::Backfill(cmd) => backfill::run(&settings, cmd).await,
         Command::Config(cmd) => config::run(&settings, cmd),
         Command::Bench(args) => crate::bench::run(&settings, args).await.map(|_| 0),
         Command::Chaos(args) => crate::bench::chaos::run(&settings, args).await.map(|_| 0),

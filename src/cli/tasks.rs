@@ -18,6 +18,8 @@ pub async fn run(settings: &Settings, cmd: TasksCommand) -> anyhow::Result<i32> 
             let pool = pool_for(settings).await?;
             print_logs(&pool, &dag_id, &run_id, &task_id, try_number).await
         }
+        TasksCommand::Clear(a) => super::operate::clear(settings, a).await,
+        TasksCommand::Mark(a) => super::operate::mark(settings, a).await,
     }
 }
 

@@ -25,6 +25,13 @@ pub async fn run(settings: &Settings, cmd: UsersCommand) -> anyhow::Result<i32> 
         .or_else(|| current.as_ref().map(|(u, _)| u.role.clone()))
         .unwrap_or_else(|| "admin".into());
     let created = crate::web::create_user(&pool, &username, &password, &role).await?;
+    let event = if created {
+        "user_create"
+    } else {
+        "user_update"
+    };
+    let extra = serde_json::json!({"username": username, "role": role});
+    super::operate::record(&pool, event, (None, None, None), extra).await;
     let what = if created {
         "created"
     } else {

@@ -15,6 +15,7 @@
 //! - [`transfer`]: the variables import/export file format.
 //! - [`run_id`]: which run ids users may choose.
 
+pub mod backfill;
 pub mod connection;
 pub mod cron;
 pub mod duration;
@@ -33,5 +34,5 @@ pub use duration::Duration;
 pub use log::{LogLine, LogStream, Secrets};
 pub use retry::RetryPolicy;
 pub use schedule::{Schedule, Timetable};
-pub use state::{RunState, RunType, TaskState};
+pub use state::{ReprocessBehavior, RunState, RunType, TaskState};
 pub use trigger::TriggerRule;

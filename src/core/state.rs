@@ -113,6 +113,19 @@ named_enum! {
     }
 }
 
+named_enum! {
+    /// What a backfill does with a logical date that already has a run (Airflow 3's
+    /// `ReprocessBehavior`).
+    pub enum ReprocessBehavior {
+        /// Leave it.
+        None = "none",
+        /// Run it again if it failed.
+        Failed = "failed",
+        /// Run it again if it finished, failed or not.
+        Completed = "completed",
+    }
+}
+
 impl RunType {
     /// The prefix of the run ids updraft generates for this kind of run (`manual__…`).
     pub fn run_id_prefix(self) -> &'static str {

@@ -38,12 +38,15 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
 
 pub mod admin;
 pub mod api;
+pub mod backfill;
 pub mod config_store;
 pub mod connections;
 pub mod dags;
+pub mod events;
 pub mod listen;
 pub mod listing;
 pub mod logs;
+pub mod operate;
 pub mod pools;
 pub mod reliability;
 pub mod runs;

@@ -156,11 +156,12 @@ pub struct TaskStateRow {
     pub start_date: Option<DateTime<Utc>>,
     pub end_date: Option<DateTime<Utc>>,
     pub hostname: Option<String>,
+    pub note: Option<String>,
 }
 
 pub async fn task_states(pool: &PgPool, run_pk: i64) -> sqlx::Result<Vec<TaskStateRow>> {
     sqlx::query_as::<_, TaskStateRow>(
-        "SELECT id, task_id, state, try_number, max_tries, start_date, end_date, hostname
+        "SELECT id, task_id, state, try_number, max_tries, start_date, end_date, hostname, note
          FROM task_instances WHERE run_pk = $1 ORDER BY id",
     )
     .bind(run_pk)

@@ -165,7 +165,8 @@ pub async fn create_due_runs(
             "SELECT dag_id, version_id, next_logical_date, next_interval_start, next_interval_end FROM dags
              WHERE is_active AND NOT is_paused AND next_run_after <= now() AND next_logical_date IS NOT NULL
                AND NOT (dag_id = ANY($1))
-               AND (SELECT count(*) FROM dag_runs r WHERE r.dag_id = dags.dag_id AND r.state IN ('queued', 'running'))
+               AND (SELECT count(*) FROM dag_runs r WHERE r.dag_id = dags.dag_id AND r.state IN ('queued', 'running')
+                    AND r.run_type <> 'backfill')
                    < max_active_runs
              ORDER BY next_run_after LIMIT 1 FOR UPDATE SKIP LOCKED",
         )
@@ -282,15 +283,22 @@ async fn start_for_dag(
     else {
         return Ok(0);
     };
-    let running: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM dag_runs WHERE dag_id = $1 AND state = 'running'")
-            .bind(dag_id)
-            .fetch_one(&mut *tx)
-            .await?;
+    // Backfill runs count against their backfill's max_active_runs (which only creates that
+    // many), not the DAG's, as in Airflow 3.
+    let running: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM dag_runs WHERE dag_id = $1 AND state = 'running' AND run_type <> 'backfill'",
+    )
+    .bind(dag_id)
+    .fetch_one(&mut *tx)
+    .await?;
     let free = (i64::from(max_active) - running).max(0);
     let runs: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT id, version_id FROM dag_runs WHERE dag_id = $1 AND state = 'queued'
-         ORDER BY logical_date, id LIMIT $2 FOR UPDATE",
+        "SELECT id, version_id FROM dag_runs WHERE id IN (
+            (SELECT id FROM dag_runs WHERE dag_id = $1 AND state = 'queued' AND run_type <> 'backfill'
+             ORDER BY logical_date, id LIMIT $2)
+            UNION ALL
+            (SELECT id FROM dag_runs WHERE dag_id = $1 AND state = 'queued' AND run_type = 'backfill'))
+         ORDER BY id FOR UPDATE",
     )
     .bind(dag_id)
     .bind(free)

@@ -151,6 +151,13 @@ impl Scheduler {
                 scheduling::scheduler_heartbeat(&self.pool, self.id, &self.hostname),
             )
             .await;
+        // Backfills queue their next runs first, so the step below starts them this pass.
+        let _backfill_runs: usize = self
+            .step(
+                "advance backfills",
+                crate::db::backfill::advance(&self.pool),
+            )
+            .await;
         let report = TickReport {
             planned: self
                 .step(

@@ -63,6 +63,9 @@ pub struct WebSettings {
     pub vault: crate::core::fernet::Vault,
     /// Whether `POST /api/v2/connections/test` may run (Airflow's `[core] test_connection`).
     pub test_connection: bool,
+    /// Cron schedules use data intervals (`[scheduler] create_cron_data_intervals`): backfills
+    /// plan their runs as the scheduler would.
+    pub create_cron_data_intervals: bool,
 }
 
 /// [`WebSettings::max_body_bytes`] unless told otherwise: far above any form or trigger conf.
@@ -99,6 +102,7 @@ impl WebSettings {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             vault: settings.vault().unwrap_or_default(),
             test_connection: settings.core.test_connection,
+            create_cron_data_intervals: settings.scheduler.create_cron_data_intervals,
         }
     }
 }

@@ -258,7 +258,7 @@ impl Worker {
     async fn run_claimed(self: &Arc<Self>, c: Claimed) {
         let cancel = CancellationToken::new();
         let reason = Arc::new(Mutex::new(None));
-        self.lock_running().insert(
+        let earlier = self.lock_running().insert(
             c.ti_id,
             Running {
                 try_number: c.try_number,
@@ -266,6 +266,17 @@ impl Worker {
                 reason: reason.clone(),
             },
         );
+        // An earlier try of this task still running here was taken away (cleared), or this
+        // newer try could not have been claimed: stop it now rather than at the next beat,
+        // which would only ask about the newer try.
+        if let Some(old) = earlier.filter(|o| o.try_number != c.try_number) {
+            warn!(
+                ti_id = c.ti_id,
+                "an earlier try of this task was taken away (cleared); cancelling it"
+            );
+            *old.reason.lock().unwrap_or_else(|e| e.into_inner()) = Some(StopReason::LeaseLost);
+            old.cancel.cancel();
+        }
         // Read before the log exists, so every line of the try is masked for what it can see.
         let prepared = self
             .config
@@ -301,6 +312,12 @@ impl Worker {
         let stop = *reason.lock().unwrap_or_else(|e| e.into_inner());
         // The try stays in `running` (so its lease is renewed) until its outcome is recorded.
         self.record(&c, stop, result, &log, end_tx, writer).await;
-        self.lock_running().remove(&c.ti_id);
+        let mut running = self.lock_running();
+        if running
+            .get(&c.ti_id)
+            .is_some_and(|r| r.try_number == c.try_number)
+        {
+            running.remove(&c.ti_id);
+        }
     }
 }

@@ -151,7 +151,7 @@ async fn unknown_parameters_empty_values_and_wrong_methods() {
         &app,
         &token,
         reqwest::Method::DELETE,
-        "/api/v2/dags/etl/dagRuns/r1",
+        "/api/v2/dags/etl/dagRuns/r1/taskInstances",
     )
     .await;
     assert_eq!(status, 405);

@@ -33,6 +33,7 @@ pub struct TiApiRow {
     /// The operator's class name (`BashOperator`), as Airflow's `operator`.
     pub operator: Option<String>,
     pub version_number: i64,
+    pub note: Option<String>,
 }
 
 const FROM: &str = " FROM task_instances ti
@@ -47,7 +48,8 @@ const COLUMNS: &str = "ti.id, r.dag_id, r.run_id, ti.run_pk, r.version_id, ti.ta
     r.data_interval_start, r.data_interval_end,
     coalesce(ts.t->>'pool', 'default_pool') AS pool, coalesce(ts.t->>'queue', 'default') AS queue,
     regexp_replace(ts.t->>'uses', '^.*\\.', '') AS operator,
-    (SELECT count(*) FROM dag_versions w WHERE w.dag_id = r.dag_id AND w.id <= r.version_id) AS version_number";
+    (SELECT count(*) FROM dag_versions w WHERE w.dag_id = r.dag_id AND w.id <= r.version_id) AS version_number,
+    ti.note";
 
 /// What a task instance list asks for.
 #[derive(Debug, Clone, Default)]
@@ -187,6 +189,16 @@ pub async fn get(
         ..Default::default()
     };
     Ok(list(pool, &q).await?.0.into_iter().next())
+}
+
+/// Task instances by id, in logical-date and task order (what a clear or a mark changed).
+pub async fn by_ids(pool: &PgPool, ids: &[i64]) -> sqlx::Result<Vec<TiApiRow>> {
+    sqlx::query_as::<_, TiApiRow>(&format!(
+        "SELECT {COLUMNS}{FROM} WHERE ti.id = ANY($1) ORDER BY r.logical_date, r.id, ti.task_id"
+    ))
+    .bind(ids)
+    .fetch_all(pool)
+    .await
 }
 
 /// A try of a task instance, as far as updraft records tries: its log's first and last line.

@@ -7,10 +7,13 @@
 //! Every transaction that touches more than one of these takes its row locks in this order,
 //! so no two can wait on each other in a circle (Postgres docs, "Explicit Locking" §13.3.4):
 //!
+//! 0. `backfills` rows (advancing or cancelling a backfill; [`super::backfill`]),
 //! 1. `dags` rows (run creation and start; `FOR UPDATE SKIP LOCKED`),
 //! 2. `dag_runs` rows, by `id` (finishing locks every run of its batch first, in id order;
 //!    timeouts lock the runs they end in id order),
-//! 3. `task_instances` rows: a finished try's own row, then its downstream rows by `task_id`,
+//! 3. `task_instances` rows: a finished try's own row, then its downstream rows by `task_id`
+//!    (clearing and marking, [`super::operate`], lock every row of the run by `task_id`,
+//!    after the run's row),
 //! 4. then inserts only (`xcom`, `task_logs`).
 //!
 //! Two things stay out of that order on purpose. Claiming locks only the task instances it

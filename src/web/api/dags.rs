@@ -138,6 +138,7 @@ pub fn patch_params() -> Params {
 
 pub async fn patch(
     State(st): State<AppState>,
+    user: crate::web::auth::CurrentUser,
     Path(dag_id): Path<String>,
     RawQuery(raw): RawQuery,
     ApiJson(body): ApiJson<PatchDag>,
@@ -151,6 +152,8 @@ pub async fn patch(
     if !crate::db::dags::set_paused(&st.pool, &dag_id, body.is_paused).await? {
         return Err(dag_not_found(&dag_id));
     }
+    let event = if body.is_paused { "pause" } else { "unpause" };
+    super::events::record_api(&st, &user, event, &dag_id, None, None, Value::Null).await;
     Ok(Json(models::dag(&dag_row(&st, &dag_id).await?)))
 }
 

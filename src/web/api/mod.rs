@@ -11,7 +11,7 @@
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post, put};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 
@@ -19,13 +19,17 @@ use super::error::ApiError;
 use super::AppState;
 
 mod admin_common;
+pub mod backfills;
 pub mod connections;
 pub mod dags;
+pub mod events;
 pub mod misc;
 pub mod models;
 pub mod openapi;
 mod openapi_admin;
+mod openapi_operate;
 mod openapi_schemas;
+pub mod operate;
 pub mod pools;
 pub mod query;
 pub mod runs;
@@ -58,14 +62,25 @@ pub fn routes() -> Router<AppState> {
             get(runs::list).post(runs::trigger),
         )
         .route("/api/v2/dags/{dag_id}/dagRuns/list", post(runs::batch))
-        .route(RUN, get(runs::get))
+        .route(
+            "/api/v2/dags/{dag_id}/clearTaskInstances",
+            post(operate::clear_task_instances),
+        )
+        .route(
+            RUN,
+            get(runs::get)
+                .patch(operate::patch_run)
+                .delete(operate::delete_run),
+        )
+        .route(&format!("{RUN}/clear"), post(operate::clear_run))
         .route(&format!("{RUN}/wait"), get(runs::wait))
         .route(&format!("{RUN}/taskInstances"), get(task_instances::list))
         .route(
             &format!("{RUN}/taskInstances/list"),
             post(task_instances::batch),
         )
-        .route(TI, get(task_instances::get))
+        .route(TI, get(task_instances::get).patch(operate::patch_ti))
+        .route(&format!("{TI}/dry_run"), patch(operate::patch_ti_dry_run))
         .route(&format!("{TI}/tries"), get(task_instances::tries))
         .route(
             &format!("{TI}/tries/{{task_try_number}}"),
@@ -80,6 +95,26 @@ pub fn routes() -> Router<AppState> {
             &format!("{TI}/xcomEntries/{{xcom_key}}"),
             get(task_instances::xcom),
         )
+        .route(
+            "/api/v2/backfills",
+            get(backfills::list).post(backfills::create),
+        )
+        .route("/api/v2/backfills/dry_run", post(backfills::dry_run))
+        .route("/api/v2/backfills/{backfill_id}", get(backfills::get))
+        .route(
+            "/api/v2/backfills/{backfill_id}/pause",
+            put(backfills::pause),
+        )
+        .route(
+            "/api/v2/backfills/{backfill_id}/unpause",
+            put(backfills::unpause),
+        )
+        .route(
+            "/api/v2/backfills/{backfill_id}/cancel",
+            put(backfills::cancel),
+        )
+        .route("/api/v2/eventLogs", get(events::list))
+        .route("/api/v2/eventLogs/{event_log_id}", get(events::get))
         .route("/api/v2/importErrors", get(misc::import_errors))
         .route(
             "/api/v2/importErrors/{import_error_id}",

@@ -7,7 +7,7 @@ use axum::Json;
 use serde_json::{json, Map, Value};
 
 use super::query::{Kind, Params};
-use super::{dags, misc, runs, task_instances};
+use super::{backfills, dags, events, misc, operate, runs, task_instances};
 
 /// One operation of the API.
 struct Op {
@@ -47,6 +47,10 @@ impl Op {
     }
     fn ok(mut self, status: u16, schema: &'static str) -> Self {
         self.ok = (status, Some(schema));
+        self
+    }
+    fn no_content(mut self) -> Self {
+        self.ok = (204, None);
         self
     }
     fn errors(mut self, e: &'static [u16]) -> Self {
@@ -118,6 +122,36 @@ fn operations() -> Vec<Op> {
             .q(task_instances::xcoms_params()).ok(200, "XComCollectionResponse").errors(&[400, 401, 403, 404, 422]),
         op("get", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/xcomEntries/{xcom_key}", "get_xcom_entry", "Get an XCom entry with its value")
             .q(task_instances::xcom_params()).ok(200, "XComResponseNative").errors(&[400, 401, 403, 404, 422]),
+        op("post", "/api/v2/dags/{dag_id}/clearTaskInstances", "post_clear_task_instances", "Clear task instances so they run again (dry run by default, as Airflow)")
+            .body("ClearTaskInstancesBody").ok(200, "TaskInstanceCollectionResponse"),
+        op("post", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/clear", "clear_dag_run", "Clear a run's task instances (dry run: the task instances; else the run)")
+            .body("DAGRunClearBody").ok(200, "DAGRunResponse"),
+        op("patch", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}", "patch_dag_run", "Mark a run success, failed or queued; set its note")
+            .q(Params::new().list("update_mask")).body("DAGRunPatchBody").ok(200, "DAGRunResponse"),
+        op("delete", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}", "delete_dag_run", "Delete a run with its task instances, logs and XComs")
+            .no_content(),
+        op("patch", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}", "patch_task_instance", "Mark a task instance (with upstream/downstream); set its note")
+            .q(operate::patch_params()).body("PatchTaskInstanceBody").ok(200, "TaskInstanceCollectionResponse"),
+        op("patch", "/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/dry_run", "patch_task_instance_dry_run", "The task instances a mark would change")
+            .q(operate::patch_params()).body("PatchTaskInstanceBody").ok(200, "TaskInstanceCollectionResponse"),
+        op("post", "/api/v2/backfills", "create_backfill", "Create a backfill: runs of type backfill for each schedule tick in the range")
+            .body("BackfillPostBody").ok(200, "BackfillResponse").errors(&[401, 403, 404, 409, 422]),
+        op("post", "/api/v2/backfills/dry_run", "create_backfill_dry_run", "The logical dates a backfill would run")
+            .body("BackfillPostBody").ok(200, "DryRunBackfillCollectionResponse"),
+        op("get", "/api/v2/backfills", "list_backfills", "List backfills (of one DAG with dag_id), newest first")
+            .q(backfills::list_params()).ok(200, "BackfillCollectionResponse"),
+        op("get", "/api/v2/backfills/{backfill_id}", "get_backfill", "Get a backfill with its progress")
+            .ok(200, "BackfillResponse"),
+        op("put", "/api/v2/backfills/{backfill_id}/pause", "pause_backfill", "Pause a backfill: no new runs start")
+            .ok(200, "BackfillResponse").errors(&[401, 403, 404, 409]),
+        op("put", "/api/v2/backfills/{backfill_id}/unpause", "unpause_backfill", "Unpause a backfill")
+            .ok(200, "BackfillResponse").errors(&[401, 403, 404, 409]),
+        op("put", "/api/v2/backfills/{backfill_id}/cancel", "cancel_backfill", "Cancel a backfill: dates not started are dropped, queued runs fail")
+            .ok(200, "BackfillResponse").errors(&[401, 403, 404, 409]),
+        op("get", "/api/v2/eventLogs", "get_event_logs", "The audit log (oldest first; order_by=-id for newest first)")
+            .q(events::list_params()).ok(200, "EventLogCollectionResponse"),
+        op("get", "/api/v2/eventLogs/{event_log_id}", "get_event_log", "One audit log entry")
+            .ok(200, "EventLogResponse"),
         op("get", "/api/v2/importErrors", "get_import_errors", "List import errors")
             .q(misc::import_errors_params()).ok(200, "ImportErrorCollectionResponse").errors(&[400, 401, 403, 422]),
         op("get", "/api/v2/importErrors/{import_error_id}", "get_import_error", "Get an import error")
@@ -133,6 +167,7 @@ fn reason(code: u16) -> &'static str {
     match code {
         200 => "OK",
         201 => "Created",
+        204 => "No Content",
         400 => "Bad Request (e.g. a query parameter this endpoint does not implement)",
         401 => "Not authenticated",
         403 => "Forbidden",
@@ -231,6 +266,7 @@ pub fn spec() -> Value {
     let mut doc = core_spec();
     // Variables, connections and pools (their own table of operations).
     super::openapi_admin::extend(&mut doc);
+    super::openapi_operate::extend(&mut doc);
     doc
 }
 

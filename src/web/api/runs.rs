@@ -340,6 +340,7 @@ pub struct TriggerBody {
 
 pub async fn trigger(
     State(st): State<AppState>,
+    user: crate::web::auth::CurrentUser,
     Path(dag_id): Path<String>,
     RawQuery(raw): RawQuery,
     ApiJson(body): ApiJson<TriggerBody>,
@@ -364,6 +365,17 @@ pub async fn trigger(
         ) => return Err(ApiError::bad_request(e.to_string())),
         Err(TriggerError::Db(e)) => return Err(e.into()),
     };
+    let extra = Value::Null;
+    super::events::record_api(
+        &st,
+        &user,
+        "trigger",
+        &dag_id,
+        Some(&run.run_id),
+        None,
+        extra,
+    )
+    .await;
     let vs = versions(&st, std::slice::from_ref(&run)).await?;
     Ok(Json(models::run(&run, &vs)))
 }

@@ -52,7 +52,7 @@ pub fn task_instance(t: &TiApiRow) -> Value {
         "pid": null,
         "executor": null,
         "executor_config": "{}",
-        "note": null,
+        "note": t.note,
         "rendered_fields": {},
         "trigger": null,
         "triggerer_job": null,

@@ -136,7 +136,10 @@ pub async fn login(
     )
     .await;
     let user = match checked {
-        Ok(Some(user)) => user,
+        Ok(Some(user)) => {
+            super::passwords::record_sign_in(&st.pool, "sign_in", &user.username, client).await;
+            user
+        }
         Ok(None) => {
             let error = "Wrong username or password. Check both and try again.";
             return refused(&st, f, expected, StatusCode::UNAUTHORIZED, error.into());

@@ -51,6 +51,8 @@ pub struct CurrentUser {
     /// The session's CSRF token; `None` for bearer and basic auth, which browsers do not send
     /// on their own.
     pub csrf: Option<String>,
+    /// The client's address, for the audit log.
+    pub addr: IpAddr,
 }
 
 impl CurrentUser {
@@ -133,6 +135,7 @@ async fn authenticate(
                 username: o.username,
                 role: o.role,
                 csrf: Some(o.csrf),
+                addr: client,
             }),
             None => AuthOutcome::Missing,
         },

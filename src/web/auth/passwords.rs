@@ -98,8 +98,27 @@ pub async fn sign_in(
     let user = check_password_in(hashing, pool, username, password).await?;
     if user.is_some() {
         logins.succeeded(client, username);
+    } else {
+        record_sign_in(pool, "sign_in_failed", username, client).await;
     }
     Ok(user)
+}
+
+/// Records a sign-in (from the form or `/auth/token`; basic auth signs in on every request,
+/// so only its failures are recorded) or a failed one, in the audit log.
+pub async fn record_sign_in(pool: &PgPool, event: &str, username: &str, client: IpAddr) {
+    // A failed attempt's name is whatever was typed: keep at most 100 characters of it.
+    let owner: String = username.chars().take(100).collect();
+    let e = crate::db::events::Event {
+        event,
+        owner: Some(&owner),
+        source: "ui",
+        remote_addr: Some(client.to_string()),
+        ..Default::default()
+    };
+    if let Err(err) = crate::db::events::record(pool, &e).await {
+        tracing::warn!(error = %err, event, "could not write the audit log");
+    }
 }
 
 /// Creates a user, or sets a new password and role for an existing one (for `updraft users

@@ -33,6 +33,7 @@ pub(super) async fn from_authorization(
                     username: o.username,
                     role: o.role,
                     csrf: None,
+                    addr: client,
                 }),
                 None => AuthOutcome::Rejected(
                     "the bearer token is unknown or expired; get a new one from POST /auth/token",
@@ -67,6 +68,7 @@ pub(super) async fn from_authorization(
                     username: u.username,
                     role: u.role,
                     csrf: None,
+                    addr: client,
                 }),
                 None => AuthOutcome::Rejected("wrong username or password"),
             },
@@ -106,7 +108,10 @@ pub async fn token(
     )
     .await;
     let user = match checked {
-        Ok(Some(user)) => user,
+        Ok(Some(user)) => {
+            super::passwords::record_sign_in(&st.pool, "sign_in", &user.username, client).await;
+            user
+        }
         Ok(None) => return Err(ApiError::unauthorized("wrong username or password")),
         Err(SignInError::Busy) => {
             return Err(ApiError::new(

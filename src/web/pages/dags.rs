@@ -147,7 +147,7 @@ pub struct PauseForm {
 /// every state-changing request.
 pub async fn pause(
     State(st): State<AppState>,
-    _user: CurrentUser,
+    user: CurrentUser,
     Path(dag_id): Path<String>,
     Form(f): Form<PauseForm>,
 ) -> Result<Response, WebError> {
@@ -165,6 +165,9 @@ pub async fn pause(
             "DAG `{dag_id}` not found. It may have been removed; go back to the DAG list."
         )));
     }
+    let event = if paused { "pause" } else { "unpause" };
+    let what = (Some(dag_id.as_str()), None, None);
+    crate::web::api::events::record(&st, &user, "ui", event, what, serde_json::Value::Null).await;
     let next = f.next.as_deref().and_then(safe_next).unwrap_or("/dags");
     Ok(Redirect::to(next).into_response())
 }

@@ -7,11 +7,14 @@ use chrono::{DateTime, Utc};
 
 use super::AppState;
 
+pub mod audit;
+pub mod backfills;
 pub mod connections;
 pub mod dag_detail;
 pub mod dags;
 pub mod import_errors;
 pub mod logs;
+pub mod operate;
 pub mod pools;
 pub mod runs;
 pub mod trigger;
@@ -39,6 +42,15 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/dags/{dag_id}/runs/{run_id}", get(runs::show))
         .route(
+            "/dags/{dag_id}/runs/{run_id}/action",
+            post(operate::run_action),
+        )
+        .route("/dags/{dag_id}/runs/{run_id}/note", post(operate::note))
+        .route(
+            "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/action",
+            post(operate::task_action),
+        )
+        .route(
             "/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/logs/{try_number}",
             get(logs::show),
         )
@@ -51,6 +63,15 @@ pub fn routes() -> Router<AppState> {
             get(logs::download),
         )
         .route("/import-errors", get(import_errors::list))
+        .route("/audit-log", get(audit::list))
+        .route(
+            "/dags/{dag_id}/backfills",
+            get(backfills::show).post(backfills::create),
+        )
+        .route(
+            "/dags/{dag_id}/backfills/{id}/{what}",
+            post(backfills::steer),
+        )
         .merge(variables::routes())
         .merge(connections::routes())
         .merge(pools::routes())

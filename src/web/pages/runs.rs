@@ -50,9 +50,38 @@ pub struct RunPage {
     pub chrome: Chrome,
     pub run: RunRow,
     pub tasks: Vec<TaskItem>,
+    /// Whether the user may change things (not a viewer): the action buttons show.
+    pub can_edit: bool,
 }
 
 impl RunPage {
+    /// Where the run's action forms post.
+    pub fn action_href(&self) -> String {
+        format!(
+            "/dags/{}/runs/{}/action",
+            seg(&self.run.dag_id),
+            seg(&self.run.run_id)
+        )
+    }
+    pub fn note_href(&self) -> String {
+        format!(
+            "/dags/{}/runs/{}/note",
+            seg(&self.run.dag_id),
+            seg(&self.run.run_id)
+        )
+    }
+    /// Where a task's action forms post.
+    pub fn task_action_href(&self, task_id: &str) -> String {
+        format!(
+            "/dags/{}/runs/{}/tasks/{}/action",
+            seg(&self.run.dag_id),
+            seg(&self.run.run_id),
+            seg(task_id)
+        )
+    }
+    pub fn note_text(&self) -> String {
+        self.run.note.clone().unwrap_or_default()
+    }
     pub fn dag_href(&self) -> String {
         format!("/dags/{}", seg(&self.run.dag_id))
     }
@@ -145,6 +174,7 @@ pub async fn show(
         })
         .collect();
     render(&RunPage {
+        can_edit: user.role != "viewer",
         chrome: user.chrome(),
         run,
         tasks,
@@ -169,6 +199,7 @@ mod tests {
             start_date: start.map(|s| t0 + chrono::Duration::seconds(s)),
             end_date: end.map(|s| t0 + chrono::Duration::seconds(s)),
             hostname: None,
+            note: None,
         }
     }
 

@@ -160,10 +160,15 @@ pub async fn submit(
         ..Default::default()
     };
     match runs::trigger(&st.pool, &dag_id, req).await {
-        Ok(run) => Ok(
-            Redirect::to(&format!("/dags/{}/runs/{}", seg(&dag_id), seg(&run.run_id)))
-                .into_response(),
-        ),
+        Ok(run) => {
+            let what = (Some(dag_id.as_str()), Some(run.run_id.as_str()), None);
+            let extra = serde_json::Value::Null;
+            crate::web::api::events::record(&st, &user, "ui", "trigger", what, extra).await;
+            Ok(
+                Redirect::to(&format!("/dags/{}/runs/{}", seg(&dag_id), seg(&run.run_id)))
+                    .into_response(),
+            )
+        }
         Err(TriggerError::Db(e)) => Err(e.into()),
         Err(TriggerError::DagNotFound(_)) => Err(WebError::NotFound(format!(
             "DAG `{dag_id}` is gone; it was removed or failed to load."
