@@ -89,7 +89,7 @@ pub async fn claim(
          )
          UPDATE task_instances t
          SET state = 'running', try_number = t.try_number + 1, lease_owner = $1,
-             lease_expires_at = NULL, heartbeat_at = now(), start_date = now(), end_date = NULL,
+             lease_expires_at = NULL, heartbeat_at = now(), start_date = clock_timestamp(), end_date = NULL,
              hostname = $3
          FROM dag_runs r
          WHERE r.id = t.run_pk AND t.id IN (SELECT id FROM chosen)
