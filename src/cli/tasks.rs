@@ -38,7 +38,12 @@ pub async fn print_logs(
         .iter()
         .find(|t| t.task_id == task_id)
         .with_context(|| format!("no task `{task_id}` in run `{run_id}`"))?;
-    let try_number = try_number.unwrap_or(ti.try_number.max(1));
+    let tries = ti.try_number.max(1);
+    let try_number = try_number.unwrap_or(tries);
+    anyhow::ensure!(
+        (1..=tries).contains(&try_number),
+        "task `{task_id}` of run `{run_id}` has no try {try_number}: its tries are 1 to {tries}"
+    );
     let mut after = 0;
     loop {
         let page = db::logs::page(pool, ti.id, try_number, after, 5000).await?;

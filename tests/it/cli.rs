@@ -139,6 +139,25 @@ async fn trigger_wait_list_pause_and_logs() {
         &["tasks", "logs", "hello_world", "from_cli", "greet"],
     );
     assert!(text(&logs).contains("Hello, cli!"), "{}", text(&logs));
+    let missing = updraft(
+        Some(&db.url),
+        &dags,
+        &[
+            "tasks",
+            "logs",
+            "hello_world",
+            "from_cli",
+            "greet",
+            "--try",
+            "5",
+        ],
+    );
+    assert_ne!(missing.status.code(), Some(0), "a try that does not exist");
+    assert!(
+        text(&missing).contains("has no try 5"),
+        "{}",
+        text(&missing)
+    );
     let shout = updraft(
         Some(&db.url),
         &dags,

@@ -194,6 +194,10 @@ async fn task_log_pages_streams_and_downloads() {
 
     let (status, _) = app.page(&s, &base.replace("/logs/1", "/logs/zero")).await;
     assert_eq!(status, 404);
+    // A try the task never had: 404 with the tries it did have, not an empty page.
+    let (status, doc) = app.page(&s, &base.replace("/logs/1", "/logs/7")).await;
+    assert_eq!(status, 404);
+    assert!(texts(&doc, ".error")[0].contains("no try 7"));
     let (status, doc) = app.page(&s, &base.replace("extract", "nope")).await;
     assert_eq!(status, 404);
     assert!(texts(&doc, ".error")[0].contains("Task `nope`"));

@@ -122,6 +122,18 @@ async fn find_ti(
     })
 }
 
+/// A try the task has not had is a 404, not an empty page.
+fn check_try(ti: &TiRow, try_number: i32) -> Result<(), WebError> {
+    let tries = ti.try_number.max(1);
+    if (1..=tries).contains(&try_number) {
+        return Ok(());
+    }
+    Err(WebError::NotFound(format!(
+        "Task `{}` has no try {try_number}: its tries are 1 to {tries}.",
+        ti.task_id
+    )))
+}
+
 pub async fn show(
     State(st): State<AppState>,
     user: CurrentUser,
@@ -130,6 +142,7 @@ pub async fn show(
 ) -> Result<Response, WebError> {
     let try_number = parse_try(&try_number)?;
     let ti = find_ti(&st, &dag_id, &run_id, &task_id).await?;
+    check_try(&ti, try_number)?;
     let mut lines =
         crate::db::logs::page(&st.pool, ti.id, try_number, lq.after(), PAGE_LINES + 1).await?;
     let more = lines.len() as i64 > PAGE_LINES;
@@ -157,6 +170,7 @@ pub async fn stream(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, WebError> {
     let try_number = parse_try(&try_number)?;
     let ti = find_ti(&st, &dag_id, &run_id, &task_id).await?;
+    check_try(&ti, try_number)?;
     struct Tail {
         st: AppState,
         ti_id: i64,
@@ -222,6 +236,7 @@ pub async fn download(
 ) -> Result<Response, WebError> {
     let try_number = parse_try(&try_number)?;
     let ti = find_ti(&st, &dag_id, &run_id, &task_id).await?;
+    check_try(&ti, try_number)?;
     let pool = st.pool.clone();
     let body = stream::unfold(Some(0i64), move |after| {
         let pool = pool.clone();
