@@ -91,6 +91,20 @@ impl Worker {
                     Some(o) => format!("Task failed ({}): {e:#}", o.verdict(retry.is_some())),
                     None => format!("Task failed: {e:#}"),
                 };
+                // The terminal says so too, once per failed try, with where to read more.
+                warn!(
+                    log = %format!(
+                        "/dags/{}/runs/{}/tasks/{}/logs/{} (or `updraft tasks logs {} {} {} --try {}`)",
+                        c.dag_id, c.run_id, c.task_id, c.try_number,
+                        c.dag_id, c.run_id, c.task_id, c.try_number
+                    ),
+                    "{}; {}",
+                    log.mask(&line),
+                    match retry {
+                        Some(d) => format!("retrying in {d}"),
+                        None => "no retries left".to_string(),
+                    }
+                );
                 log.line(LogStream::System, line);
                 match retry {
                     Some(d) => log.info(format!("Marking task as UP_FOR_RETRY; next try in {d}")),
@@ -148,6 +162,15 @@ impl Worker {
         })
         .await;
         match result {
+            Ok(Finished::Recorded {
+                run_ended: Some(crate::core::RunState::Failed),
+                ..
+            }) => {
+                warn!(
+                    page = %format!("/dags/{}/runs/{}", c.dag_id, c.run_id),
+                    "run {} of DAG {} failed", c.run_id, c.dag_id
+                );
+            }
             Ok(Finished::Recorded { .. }) => {}
             Ok(Finished::LeaseLost) => {
                 warn!("the try was taken away before its outcome was recorded; outcome discarded");

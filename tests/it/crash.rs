@@ -338,3 +338,54 @@ async fn a_killed_workers_commands_die_with_it() {
     sigkill(&mut next);
     scheduler.stop().await;
 }
+
+/// A worker's terminal says when a try fails and when its run fails, with where to look.
+#[tokio::test]
+async fn a_failed_try_and_its_run_are_logged_with_where_to_look() {
+    let db = fresh_db().await;
+    install(
+        &db.pool,
+        &[dag("fails", vec![bash("boom", "echo nope; exit 3", &[])])],
+    )
+    .await;
+    let folder = empty_folder();
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_updraft"))
+        .args(["worker"])
+        .env("DATABASE_URL", &db.url)
+        .env("UPDRAFT_DAGS_FOLDER", folder.path())
+        .env("UPDRAFT_POLL_INTERVAL", "200ms")
+        .env("UPDRAFT_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(out.reopen().unwrap()))
+        .spawn()
+        .expect("start updraft");
+    let run = trigger(&db.pool, "fails", serde_json::json!({})).await;
+    let scheduler = Engine::start(&db.pool, fast_settings(folder.path()), 1, 0);
+    assert_eq!(
+        wait_run(&db.pool, "fails", &run, Duration::from_secs(60)).await,
+        "failed"
+    );
+    // The run's failure is logged right after it is recorded.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = std::fs::read_to_string(out.path()).unwrap();
+        if text.contains("run ") && text.contains(" failed") && text.contains("page=") {
+            break text;
+        }
+        assert!(std::time::Instant::now() < deadline, "{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let _ = terminate(child).await;
+    scheduler.stop().await;
+    assert!(text.contains("exit code 3"), "{text}");
+    assert!(text.contains("no retries left"), "{text}");
+    assert!(
+        text.contains(&format!("/dags/fails/runs/{run}/tasks/boom/logs/1")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("run {run} of DAG fails failed")),
+        "{text}"
+    );
+}
