@@ -4,7 +4,7 @@ use axum::extract::Path;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-const FILES: [(&str, &str, &str); 2] = [
+const FILES: [(&str, &str, &str); 3] = [
     (
         "app.css",
         "text/css; charset=utf-8",
@@ -15,7 +15,17 @@ const FILES: [(&str, &str, &str); 2] = [
         "text/javascript; charset=utf-8",
         include_str!("../../web/static/app.js"),
     ),
+    (
+        "favicon.svg",
+        "image/svg+xml",
+        include_str!("../../web/static/favicon.svg"),
+    ),
 ];
+
+/// `/favicon.ico`, which browsers ask for on their own: the SVG icon.
+pub async fn favicon() -> Response {
+    serve(Path("favicon.svg".to_string())).await
+}
 
 pub async fn serve(Path(file): Path<String>) -> Response {
     match FILES.iter().find(|(name, _, _)| *name == file) {

@@ -173,6 +173,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v2/monitor/health", get(metrics::health))
         .route("/openapi.json", get(api::openapi::document))
         .route("/static/{file}", get(assets::serve))
+        .route("/favicon.ico", get(assets::favicon))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         // NUL bytes, bad UTF-8 and oversized fields in the URL: 400 before any handler.

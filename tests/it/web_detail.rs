@@ -57,6 +57,22 @@ async fn dag_detail_draws_graph_grid_source_versions_and_import_error() {
     let (status, doc) = app.page(&s, "/dags/missing").await;
     assert_eq!(status, 404);
     assert!(texts(&doc, ".error")[0].contains("DAG `missing` not found"));
+    // An error page keeps a way on: links to the main pages.
+    let links: Vec<String> = doc
+        .select(&sel(".error-nav a"))
+        .filter_map(|a| a.value().attr("href").map(str::to_string))
+        .collect();
+    assert!(
+        links.contains(&"/dags".to_string()) && links.contains(&"/import-errors".to_string()),
+        "{links:?}"
+    );
+    // And every page has an icon, also where browsers look for one on their own.
+    assert_eq!(doc.select(&sel("link[rel=icon]")).count(), 1);
+    let icon = reqwest::get(format!("{}/favicon.ico", app.base))
+        .await
+        .unwrap();
+    assert_eq!(icon.status(), 200);
+    assert_eq!(icon.headers()["content-type"], "image/svg+xml");
 }
 
 #[tokio::test]
