@@ -9,6 +9,8 @@ use axum::response::{Html, IntoResponse, Response};
 pub struct Chrome {
     pub username: Option<String>,
     pub csrf: String,
+    /// The user may change things (not a viewer): buttons that change things show.
+    pub can_edit: bool,
 }
 
 impl Chrome {

@@ -400,8 +400,18 @@ async fn viewers_can_log_out_but_not_without_the_csrf_token() {
         .await
         .unwrap();
     let s = app.login_as("val", "viewer-password").await;
-    let (status, _) = app.page(&s, "/dags").await;
+    store_dags(app.pool(), vec![sample_dag("shown", &[])]).await;
+    let (status, doc) = app.page(&s, "/dags").await;
     assert_eq!(status, 200);
+    // A viewer sees the DAG and its state, but no button that would only be refused.
+    assert_eq!(doc.select(&sel("tr.dag-row")).count(), 1);
+    assert_eq!(doc.select(&sel(".pause-form, a.trigger")).count(), 0);
+    let (_, doc) = app.page(&s, "/dags/shown").await;
+    assert_eq!(
+        doc.select(&sel(".pause-form, a.trigger, #backfills-link"))
+            .count(),
+        0
+    );
 
     // Still a viewer: other writes are refused.
     store_dags(app.pool(), vec![sample_dag("etl", &[])]).await;

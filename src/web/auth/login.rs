@@ -68,8 +68,8 @@ fn login_form(
     let token = token.unwrap_or_else(random_token);
     let page = LoginPage {
         chrome: Chrome {
-            username: None,
             csrf: token.clone(),
+            ..Chrome::default()
         },
         next,
         username,

@@ -60,6 +60,7 @@ impl CurrentUser {
         Chrome {
             username: Some(self.username.clone()),
             csrf: self.csrf.clone().unwrap_or_default(),
+            can_edit: self.role != "viewer",
         }
     }
 }
