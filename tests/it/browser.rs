@@ -48,6 +48,8 @@ pub(crate) async fn start_driver() -> Driver {
         .port();
     let child = tokio::process::Command::new(CHROMEDRIVER)
         .arg(format!("--port={port}"))
+        // A zone away from UTC, so the UI's local-time switch visibly changes times.
+        .env("TZ", "Asia/Kolkata")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -293,6 +295,24 @@ async fn browser_login_trigger_watch_logs_pause_and_import_errors() {
         text(&c, "tr[data-task-id='report'] .task-state").await,
         "success"
     );
+    // Times carry their zone: UTC until the user switches to local time, which is remembered.
+    let started = text(&c, "dl.facts dd:nth-of-type(3)").await;
+    assert!(started.ends_with(" UTC"), "{started}");
+    click(&c, "#tz-switch").await;
+    wait_text(&c, "#tz-switch", |t| t == "Times: local").await;
+    let local = text(&c, "dl.facts dd:nth-of-type(3)").await;
+    assert!(
+        local.ends_with("GMT+5:30") && local != started,
+        "{started} → {local}"
+    );
+    c.goto(&run_url).await.unwrap();
+    wait_text(&c, "dl.facts dd:nth-of-type(3)", |t| {
+        t.ends_with("GMT+5:30")
+    })
+    .await;
+    click(&c, "#tz-switch").await;
+    wait_text(&c, "#tz-switch", |t| t == "Times: UTC").await;
+    c.execute("window.__noReload = 42;", vec![]).await.unwrap();
     // Under the Content-Security-Policy the stylesheet applies (Airflow's success green) and
     // the timeline bars, SVG attributes rather than inline styles, have a width.
     let green = c

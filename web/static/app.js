@@ -17,10 +17,54 @@
           var current = document.getElementById(id);
           if (!fresh || !current) return;
           current.replaceWith(fresh);
+          localize(fresh);
           if (fresh.hasAttribute("data-refresh")) setTimeout(tick, every);
         })
         .catch(function () { setTimeout(tick, every * 2); });
     }, every);
+  }
+
+  // Times: the server writes "YYYY-MM-DD HH:MM:SS UTC"; a user who chose local time (the
+  // header's switch, remembered per user in this browser) sees them in the browser's zone.
+  var STAMP = /(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2})(\.\d+)? UTC/g;
+  function tzKey() {
+    var user = document.querySelector("header .user");
+    return "updraft.tz." + (user ? user.textContent : "");
+  }
+  function wantsLocal() {
+    try { return window.localStorage.getItem(tzKey()) === "local"; } catch (e) { return false; }
+  }
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+  function toLocal(all, day, time, frac) {
+    var d = new Date(day + "T" + time + (frac || "") + "Z");
+    if (isNaN(d.getTime())) return all;
+    var zone = d.toLocaleTimeString("en-US", { timeZoneName: "short" }).split(" ").pop();
+    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " +
+      pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds()) + " " + zone;
+  }
+  function localize(root) {
+    if (!root || !wantsLocal()) return;
+    var walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+    var node;
+    while ((node = walker.nextNode())) {
+      if (STAMP.test(node.nodeValue)) node.nodeValue = node.nodeValue.replace(STAMP, toLocal);
+      STAMP.lastIndex = 0;
+    }
+    (root.querySelectorAll ? root.querySelectorAll("[title]") : []).forEach(function (el) {
+      var t = el.getAttribute("title");
+      if (STAMP.test(t)) el.setAttribute("title", t.replace(STAMP, toLocal));
+      STAMP.lastIndex = 0;
+    });
+  }
+  function zoneSwitch() {
+    var button = document.getElementById("tz-switch");
+    if (!button) return;
+    var local = wantsLocal();
+    button.textContent = local ? "Times: local" : "Times: UTC";
+    button.addEventListener("click", function () {
+      try { window.localStorage.setItem(tzKey(), local ? "utc" : "local"); } catch (e) { return; }
+      window.location.reload();
+    });
   }
 
   function follow(log) {
@@ -60,6 +104,8 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
+    zoneSwitch();
+    localize(document.querySelector("main"));
     document.querySelectorAll("[data-refresh]").forEach(refresh);
     document.querySelectorAll("[data-stream]").forEach(follow);
   });

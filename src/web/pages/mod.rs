@@ -77,9 +77,10 @@ pub fn routes() -> Router<AppState> {
         .merge(pools::routes())
 }
 
-/// `2026-11-21 17:09:43` (UTC), or an em dash.
+/// `2026-11-21 17:09:43 UTC`, or an em dash. Pages show UTC; `app.js` rewrites these into
+/// the browser's zone when the user switches to local time.
 pub fn fmt_time(t: Option<DateTime<Utc>>) -> String {
-    t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+    t.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
         .unwrap_or_else(|| "—".into())
 }
 
