@@ -159,6 +159,28 @@ pub struct TaskStateRow {
     pub note: Option<String>,
 }
 
+/// A recorded try of a task instance (see `task_tries`).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TryRow {
+    pub ti_id: i64,
+    pub try_number: i32,
+    pub state: TaskState,
+    pub start_date: Option<DateTime<Utc>>,
+    pub end_date: Option<DateTime<Utc>>,
+}
+
+/// Every recorded try of a run's task instances, by task instance and try.
+pub async fn tries(pool: &PgPool, run_pk: i64) -> sqlx::Result<Vec<TryRow>> {
+    sqlx::query_as::<_, TryRow>(
+        "SELECT tt.ti_id, tt.try_number, tt.state, tt.start_date, tt.end_date
+         FROM task_tries tt JOIN task_instances ti ON ti.id = tt.ti_id
+         WHERE ti.run_pk = $1 ORDER BY tt.ti_id, tt.try_number",
+    )
+    .bind(run_pk)
+    .fetch_all(pool)
+    .await
+}
+
 pub async fn task_states(pool: &PgPool, run_pk: i64) -> sqlx::Result<Vec<TaskStateRow>> {
     sqlx::query_as::<_, TaskStateRow>(
         "SELECT id, task_id, state, try_number, max_tries, start_date, end_date, hostname, note

@@ -97,6 +97,30 @@ async fn retries_then_fails_and_propagates_by_trigger_rule() {
     assert_eq!(s["after_after"].0, "upstream_failed", "cascades");
     assert_eq!(s["cleanup"].0, "success");
     assert_eq!(s["alert"].0, "success");
+    // Every try is kept for the timeline: two up_for_retry, then the failure.
+    let run = updraft::db::runs::get(&db.pool, "retrying", &run_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let tis = updraft::db::runs::task_states(&db.pool, run.id)
+        .await
+        .unwrap();
+    let flaky_id = tis.iter().find(|t| t.task_id == "flaky").unwrap().id;
+    let tries: Vec<(i32, String)> = updraft::db::runs::tries(&db.pool, run.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.ti_id == flaky_id && t.start_date.is_some() && t.end_date.is_some())
+        .map(|t| (t.try_number, t.state.to_string()))
+        .collect();
+    assert_eq!(
+        tries,
+        vec![
+            (1, "up_for_retry".to_string()),
+            (2, "up_for_retry".to_string()),
+            (3, "failed".to_string())
+        ]
+    );
 }
 
 #[tokio::test]

@@ -236,8 +236,10 @@ async fn record_states(
     // The reaper takes a try only while its worker's lease is still expired; a worker's
     // outcome is taken while the try is running under it, or waiting to be retried with
     // nobody having claimed it since (see `Fence::Lease`).
+    // Each recorded try (not a hand-back, which does not count) is also noted in
+    // `task_tries`, in the same statement.
     let rows: Vec<(i64, String)> = sqlx::query_as(
-        "UPDATE task_instances t SET
+        "WITH done AS (UPDATE task_instances t SET
             state = v.st,
             end_date = CASE WHEN v.st = 'queued' THEN NULL ELSE now() END,
             start_date = CASE WHEN v.st = 'queued' THEN NULL ELSE t.start_date END,
@@ -253,7 +255,13 @@ async fn record_states(
                         WHERE w.id = t.lease_owner AND w.heartbeat_at + w.lease_ttl >= now())
                  ELSE t.state = 'running' OR (t.state = 'up_for_retry' AND v.st <> 'queued')
                END
-         RETURNING t.id, t.task_id",
+         RETURNING t.id, t.task_id, t.try_number, t.state, t.start_date, t.end_date),
+         noted AS (
+            INSERT INTO task_tries (ti_id, try_number, state, start_date, end_date)
+            SELECT id, try_number, state, start_date, end_date FROM done WHERE state <> 'queued'
+            ON CONFLICT (ti_id, try_number) DO UPDATE
+              SET state = EXCLUDED.state, start_date = EXCLUDED.start_date, end_date = EXCLUDED.end_date)
+         SELECT id, task_id FROM done",
     )
     .bind(&ids)
     .bind(&states)
