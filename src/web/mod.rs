@@ -12,6 +12,7 @@
 //! - [`graph`]: lays out a DAG's tasks for the SVG graph (pure).
 //! - [`metrics`]: `/health`, `/metrics` and the request-latency layer.
 //! - [`assets`]: `web/static`, compiled into the binary.
+//! - [`markdown`]: notes rendered as safe HTML.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +34,7 @@ pub mod graph;
 pub mod guard;
 pub mod hardening;
 pub mod hashing;
+pub mod markdown;
 pub mod metrics;
 pub mod page;
 pub mod pages;

@@ -103,26 +103,27 @@ async fn clear_and_mark_from_the_run_page_with_a_confirmation() {
         .unwrap();
     assert_eq!(run.state.as_str(), "success", "every task has succeeded");
 
-    // Notes, shown escaped.
+    // Notes: Markdown rendered, HTML in them escaped.
     let res = app
         .post_form(
             &s,
             "/dags/etl/runs/r1/note",
             &[
                 ("csrf_token", &csrf),
-                ("note", "<b>fixed</b> upstream"),
+                ("note", "<b>fixed</b> **upstream**"),
                 ("task_id", ""),
             ],
         )
         .await;
     assert_eq!(res.status(), 303);
     let (_, page) = app.page(&s, "/dags/etl/runs/r1").await;
-    assert_eq!(texts(&page, "#run-note"), vec!["<b>fixed</b> upstream"]);
+    assert_eq!(texts(&page, "#run-note")[0].trim(), "<b>fixed</b> upstream");
     assert_eq!(
         page.select(&sel("#run-note b")).count(),
         0,
         "escaped, not HTML"
     );
+    assert_eq!(page.select(&sel("#run-note strong")).count(), 1, "Markdown");
 
     let logged: Vec<(String, String)> =
         sqlx::query_as("SELECT event, source FROM event_log WHERE source = 'ui' AND event <> 'sign_in' ORDER BY id")

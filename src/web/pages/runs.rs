@@ -76,6 +76,10 @@ pub struct RunPage {
 }
 
 impl RunPage {
+    /// A note, Markdown rendered as safe HTML.
+    pub fn md(&self, note: &str) -> String {
+        crate::web::markdown::render(note)
+    }
     /// Where the run's action forms post.
     pub fn action_href(&self) -> String {
         format!(
