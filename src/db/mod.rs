@@ -37,9 +37,9 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
 }
 
 pub mod admin;
+pub mod api;
 pub mod config_store;
 pub mod connections;
-pub mod api;
 pub mod dags;
 pub mod listen;
 pub mod listing;

@@ -20,6 +20,7 @@ impl Worker {
         c: &Claimed,
         log: TaskLog,
         cancel: CancellationToken,
+        stop: CancellationToken,
         env: Arc<OperatorEnv>,
     ) -> anyhow::Result<operators::Outcome> {
         let dag = self.specs.get(&self.pool, c.version_id).await?;
@@ -48,6 +49,7 @@ impl Worker {
             params,
             log,
             cancel: cancel.clone(),
+            stop,
             env,
         };
         ctx.log.info(format!(

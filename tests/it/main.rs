@@ -26,6 +26,7 @@ mod pipeline;
 mod pipeline_e2e;
 mod spec;
 mod standalone;
+mod streams;
 mod templates;
 mod web;
 mod web_detail;

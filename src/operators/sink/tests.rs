@@ -315,3 +315,41 @@ async fn errors_say_whether_another_try_can_help() {
     .unwrap_err();
     assert_eq!(err.reason(), Reason::BadConfig, "{err}");
 }
+
+#[test]
+fn mode_defaults_to_batch_and_linger_is_bounded() {
+    let c: Config = serde_json::from_value(json!({})).unwrap();
+    assert_eq!(c.mode, Mode::Batch);
+    assert_eq!(c.linger, crate::core::Duration::from_millis(100));
+    let c: Config =
+        serde_json::from_value(json!({"mode": "continuous", "linger": "50ms"})).unwrap();
+    assert_eq!(c.mode, Mode::Continuous);
+    assert!(c.validate().is_empty());
+    assert!(serde_json::from_value::<Config>(json!({"mode": "forever"})).is_err());
+    for bad in ["0s", "2m"] {
+        let c: Config = serde_json::from_value(json!({"linger": bad})).unwrap();
+        assert_eq!(c.validate()[0].0, "with.linger", "{bad}");
+    }
+}
+
+/// A continuous sink asked to stop before its topic exists returns at once, marked
+/// `interrupted` so the worker hands it back (or ends the paused run).
+#[tokio::test]
+async fn continuous_sink_waiting_for_its_topic_stops_when_asked() {
+    let kafka = crate::operators::kafka::EmbeddedKafka::start(1).unwrap();
+    let env = OperatorEnv {
+        kafka_bootstrap_servers: Some(kafka.bootstrap_servers()),
+        sink_postgres_url: Some("postgres://nobody@127.0.0.1:1/none".into()),
+        ..Default::default()
+    };
+    let (ctx, _log) = crate::operators::TaskContext::for_test(env);
+    let config: Config =
+        serde_json::from_value(json!({"mode": "continuous", "topic": "not_there_yet"})).unwrap();
+    ctx.stop.cancel();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(20), run(config, &ctx))
+        .await
+        .expect("stops when asked")
+        .unwrap();
+    assert!(out.interrupted);
+    assert_eq!(out.xcom[0].1["consumed"], 0);
+}

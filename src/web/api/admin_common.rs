@@ -37,7 +37,6 @@ impl Params {
     }
 }
 
-
 /// Refuses query parameters outside `allowed`, naming them.
 pub fn only(p: &Params, allowed: &[&str]) -> Result<(), ApiError> {
     let mut unknown: Vec<&str> = p.names().filter(|n| !allowed.contains(n)).collect();
