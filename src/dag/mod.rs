@@ -14,6 +14,7 @@
 //! - [`model`], [`duration`]: the domain types a validated DAG is made of.
 
 mod args;
+pub mod contracts;
 pub mod files;
 pub mod folder;
 pub mod graph;

@@ -201,3 +201,11 @@ pub async fn import_errors(pool: &PgPool) -> anyhow::Result<Vec<(String, String)
             .await?,
     )
 }
+
+/// The id of a DAG's current version, if the DAG is known.
+pub async fn current_version_id(pool: &PgPool, dag_id: &str) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar("SELECT version_id FROM dags WHERE dag_id = $1")
+        .bind(dag_id)
+        .fetch_optional(pool)
+        .await
+}

@@ -77,6 +77,9 @@ pub struct TaskContext {
     /// operators that end on their own ignore it.
     pub stop: CancellationToken,
     pub env: Arc<OperatorEnv>,
+    /// The record schema this try's records must match (publish and sink), resolved by the
+    /// worker from `schema_from` or the nearest upstream fetch task.
+    pub contract: Option<Arc<super::contract::Contract>>,
 }
 
 impl TaskContext {
@@ -102,6 +105,7 @@ impl TaskContext {
             cancel: CancellationToken::new(),
             stop: CancellationToken::new(),
             env: Arc::new(env),
+            contract: None,
         };
         (ctx, rx)
     }

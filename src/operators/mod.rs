@@ -22,6 +22,7 @@
 pub mod bash;
 pub mod conn_test;
 pub mod context;
+pub mod contract;
 pub mod empty;
 pub mod error;
 pub mod fetch;

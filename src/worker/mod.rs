@@ -4,6 +4,7 @@
 //! the fallback.
 
 mod config_cache;
+mod contract;
 mod execute;
 mod logs;
 mod record;

@@ -19,11 +19,28 @@ use crate::pipeline::{assert_table_holds_exactly, sink_env};
 
 const TOPIC: &str = "users_created";
 
-/// A `@continuous` DAG whose one task streams `users_created` into Postgres.
+/// A manual DAG whose fetch task declares the record (never run: only its schema is used).
+fn source_dag() -> Dag {
+    let fetch = Task {
+        args: Arg::Map(vec![(
+            "fields".into(),
+            Arg::Value(json!({"id": "$uuid", "first_name": "name.first"})),
+        )]),
+        ..Task::new(TaskId::parse("fetch").unwrap(), OperatorName::Fetch)
+    };
+    dag("records", vec![fetch])
+}
+
+/// A `@continuous` DAG whose one task streams `users_created` into Postgres, held to the
+/// record schema of `records.fetch`.
 fn stream_dag(id: &str, retries: u32) -> Dag {
     let sink = Task {
         args: Arg::Map(vec![
             ("mode".into(), Arg::Value("continuous".into())),
+            (
+                "schema_from".into(),
+                Arg::Value(json!({"dag_id": "records", "task_id": "fetch"})),
+            ),
             ("linger".into(), Arg::Value("50ms".into())),
             ("batch_size".into(), Arg::Value(100.into())),
             (
@@ -42,27 +59,42 @@ fn stream_dag(id: &str, retries: u32) -> Dag {
     }
 }
 
-/// Publishes `n` records the way any producer might, and returns their ids.
-async fn produce(servers: &str, n: usize) -> BTreeSet<String> {
-    let producer: FutureProducer = ClientConfig::new()
+fn producer(servers: &str) -> FutureProducer {
+    ClientConfig::new()
         .set("bootstrap.servers", servers)
         .set("log_level", "3")
         .create()
-        .unwrap();
+        .unwrap()
+}
+
+/// Publishes `n` records the way any producer might, and returns their ids.
+async fn produce(servers: &str, n: usize) -> BTreeSet<String> {
+    let p = producer(servers);
     let mut ids = BTreeSet::new();
     for i in 0..n {
         let id = uuid::Uuid::new_v4().to_string();
         let payload = json!({"id": id, "first_name": format!("outside{i}")}).to_string();
-        producer
-            .send(
-                FutureRecord::to(TOPIC).key(&id).payload(&payload),
-                Duration::from_secs(10),
-            )
-            .await
-            .unwrap();
+        p.send(
+            FutureRecord::to(TOPIC).key(&id).payload(&payload),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
         ids.insert(id);
     }
     ids
+}
+
+/// Publishes one record as given.
+async fn send(servers: &str, record: serde_json::Value) {
+    let payload = record.to_string();
+    producer(servers)
+        .send(
+            FutureRecord::<(), _>::to(TOPIC).payload(&payload),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
 }
 
 async fn rows(pool: &sqlx::PgPool) -> i64 {
@@ -151,15 +183,18 @@ async fn outside_records_land_continuously_and_pause_resumes_from_the_committed_
     let db = fresh_db().await;
     let kafka = EmbeddedKafka::start(3).unwrap();
     let servers = kafka.bootstrap_servers();
-    install(&db.pool, &[stream_dag("stream_pg", 2)]).await;
+    install(&db.pool, &[source_dag(), stream_dag("stream_pg", 2)]).await;
     let folder = empty_folder();
     let mut settings = fast_settings(folder.path());
     settings.operator_env = sink_env(&kafka, &db.url);
     // No trigger: `@continuous` starts the first run by itself.
     let engine = Engine::start(&db.pool, settings, 1, 1);
 
-    // Two bursts while the stream runs: each lands without another run or trigger.
+    // Two bursts while the stream runs: each lands without another run or trigger. Two
+    // records of the first break the record schema of `records.fetch`: dead letters.
     let mut ids = produce(&servers, 50).await;
+    send(&servers, json!({"id": uuid::Uuid::new_v4().to_string()})).await;
+    send(&servers, json!({"id": "7", "first_name": "x"})).await;
     wait_rows(&db.pool, 50, Duration::from_secs(60)).await;
     ids.extend(produce(&servers, 50).await);
     wait_rows(&db.pool, 100, Duration::from_secs(30)).await;
@@ -175,12 +210,25 @@ async fn outside_records_land_continuously_and_pause_resumes_from_the_committed_
     let r = runs(&db.pool, "stream_pg").await;
     assert_eq!(r.len(), 1, "{r:?}");
     assert_eq!((r[0].1.as_str(), r[0].2.as_str()), ("success", "success"));
-    assert_eq!(r[0].3, Some(100), "the first run consumed both bursts");
+    assert_eq!(r[0].3, Some(102), "the first run consumed both bursts");
     let group = "updraft.stream_pg.stream";
     assert_eq!(
         committed(&servers, group),
-        100,
-        "every row's offset is committed"
+        102,
+        "every record's offset is committed"
+    );
+    let mut dead: Vec<String> =
+        sqlx::query_scalar("SELECT error FROM spark_streams.created_users_dead_letter")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    dead.sort();
+    assert_eq!(
+        dead,
+        [
+            "breaks the record schema of records.fetch: `first_name` is missing",
+            "breaks the record schema of records.fetch: `id` is not a UUID",
+        ]
     );
 
     // Records published while paused wait in the topic.
@@ -201,7 +249,7 @@ async fn outside_records_land_continuously_and_pause_resumes_from_the_committed_
     assert_eq!(r.len(), 2, "{r:?}");
     assert_eq!((r[1].1.as_str(), r[1].2.as_str()), ("success", "success"));
     assert_eq!(r[1].3, Some(30), "resumed from the committed offsets");
-    assert_eq!(committed(&servers, group), 130);
+    assert_eq!(committed(&servers, group), 132);
     assert_table_holds_exactly(&db.pool, &ids).await;
 }
 
@@ -222,7 +270,7 @@ async fn a_killed_stream_worker_is_taken_over_and_every_record_lands_exactly_onc
     let db = fresh_db().await;
     let kafka = EmbeddedKafka::start(3).unwrap();
     let servers = kafka.bootstrap_servers();
-    install(&db.pool, &[stream_dag("stream_kill", 3)]).await;
+    install(&db.pool, &[source_dag(), stream_dag("stream_kill", 3)]).await;
     let folder = empty_folder();
     let scheduler = Engine::start(&db.pool, fast_settings(folder.path()), 1, 0);
     let mut child = Command::new(env!("CARGO_BIN_EXE_updraft"))
@@ -303,4 +351,94 @@ async fn a_killed_stream_worker_is_taken_over_and_every_record_lands_exactly_onc
             .unwrap();
     assert_eq!(state, ("queued".into(), 1), "handed back untried");
     scheduler.stop().await;
+}
+
+/// Dead letters are logged and counted by default; beyond `max_dead_letters` the task fails,
+/// permanently, after the batch (dead letters included) is written and committed.
+#[tokio::test]
+async fn dead_letters_beyond_the_tolerance_fail_the_task() {
+    use std::sync::Arc;
+    use updraft::operators::contract::{record_schema, Contract};
+    use updraft::operators::{self, fetch::Fields, Reason, TaskContext};
+
+    let db = fresh_db().await;
+    let kafka = EmbeddedKafka::start(3).unwrap();
+    let servers = kafka.bootstrap_servers();
+    produce(&servers, 5).await;
+    for _ in 0..3 {
+        send(&servers, json!({"id": uuid::Uuid::new_v4().to_string()})).await;
+    }
+    let fields = Fields(vec![
+        ("id".into(), "$uuid".into()),
+        ("first_name".into(), "name.first".into()),
+    ]);
+    let contract = Contract::compile(&record_schema("records.fetch", &fields).unwrap()).unwrap();
+    let (mut ctx, _log) = TaskContext::for_test(sink_env(&kafka, &db.url));
+    ctx.contract = Some(Arc::new(contract));
+
+    let out = operators::run(OperatorName::Sink, json!({"group_id": "tolerant"}), &ctx)
+        .await
+        .unwrap();
+    assert_eq!(out.xcom[0].1["rows"], 5);
+    assert_eq!(out.xcom[0].1["dead_letters"], 3);
+
+    let with = json!({"group_id": "strict", "max_dead_letters": 2});
+    let err = operators::run(OperatorName::Sink, with, &ctx)
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), Reason::Schema);
+    assert!(!err.is_transient());
+    assert!(
+        err.to_string()
+            .contains("3 dead letters, more than max_dead_letters (2)"),
+        "{err}"
+    );
+    assert_eq!(
+        committed(&servers, "strict"),
+        8,
+        "written and committed first"
+    );
+    assert_eq!(rows(&db.pool).await, 5);
+}
+
+/// The record schema of the shipped user_automation's fetch task, downloaded per version.
+#[tokio::test]
+async fn record_schemas_are_served_per_dag_version() {
+    use crate::web_support::TestApp;
+    let app = TestApp::spawn().await;
+    let token = app.token().await;
+    let bag = updraft::dag::DagBag::load(std::path::Path::new("dags"));
+    let mut only = updraft::dag::DagBag::default();
+    let (id, loaded) = bag
+        .dags
+        .iter()
+        .find(|(id, _)| id.as_str() == "user_automation")
+        .unwrap();
+    only.dags.insert(id.clone(), loaded.clone());
+    updraft::db::dags::sync_bag(app.pool(), &only, &mut Default::default())
+        .await
+        .unwrap();
+    let get = |path: &'static str| {
+        let req = app.client.get(app.url(path)).bearer_auth(&token);
+        async move {
+            let res = req.send().await.unwrap();
+            (
+                res.status().as_u16(),
+                res.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    };
+    let (status, body) = get("/api/v2/dags/user_automation/dagVersions/1/recordSchemas").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["total_entries"], 1);
+    let s = &body["schemas"][0];
+    assert_eq!(s["task_id"], "fetch_users");
+    assert_eq!(
+        s["schema"]["x-updraft-source"],
+        "user_automation.fetch_users"
+    );
+    assert_eq!(s["schema"]["properties"]["id"]["format"], "uuid");
+    assert_eq!(s["schema"]["required"].as_array().unwrap().len(), 12);
+    let (status, _) = get("/api/v2/dags/user_automation/dagVersions/2/recordSchemas").await;
+    assert_eq!(status, 404);
 }

@@ -87,6 +87,15 @@ pub struct Config {
     /// Cassandra targets: inserts in flight at once.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// The record schema (contract) records must match: that of this fetch task. Default:
+    /// the nearest fetch task upstream, if there is one. A record that does not match is a
+    /// dead letter, with the reason.
+    #[serde(default)]
+    pub schema_from: Option<crate::operators::contract::SchemaFrom>,
+    /// Fail the task once more than this many dead letters were kept (they are written, and
+    /// their offsets committed, first). Default: no limit; each is logged and counted.
+    #[serde(default)]
+    pub max_dead_letters: Option<u64>,
     /// Extra librdkafka consumer properties. `enable.auto.commit` stays `false`.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,

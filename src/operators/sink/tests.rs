@@ -82,7 +82,7 @@ fn batches_dedupe_by_id_last_wins_and_keep_dead_letters() {
         msg(0, 11, "garbage"),
         msg(0, 12, &format!(r#"{{"id":"{A}","first_name":"new"}}"#)),
     ];
-    let (rows, dead) = split(&batch, &c);
+    let (rows, dead) = split(&batch, &c, None);
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0].values[0].as_deref(), Some("new"));
     assert_eq!(dead.len(), 1);
@@ -352,4 +352,35 @@ async fn continuous_sink_waiting_for_its_topic_stops_when_asked() {
         .unwrap();
     assert!(out.interrupted);
     assert_eq!(out.xcom[0].1["consumed"], 0);
+}
+
+#[test]
+fn records_breaking_the_contract_are_dead_letters_with_the_reason() {
+    use crate::operators::contract::{record_schema, Contract};
+    let fields = crate::operators::fetch::Fields(vec![
+        ("id".into(), "$uuid".into()),
+        ("email".into(), "email".into()),
+    ]);
+    let contract = Contract::compile(&record_schema("d.fetch", &fields).unwrap()).unwrap();
+    let batch = vec![
+        msg(0, 0, &format!(r#"{{"id": "{A}", "email": "a@b"}}"#)),
+        msg(0, 1, &format!(r#"{{"id": "{B}"}}"#)),
+        msg(0, 2, &format!(r#"{{"id": "{B}", "email": null}}"#)),
+    ];
+    let c = cols(&["email"]);
+    let (rows, dead) = split(&batch, &c, Some(&contract));
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].values, vec![Some("a@b".to_string())]);
+    assert_eq!(dead.len(), 2);
+    assert_eq!(
+        dead[0].error,
+        "breaks the record schema of d.fetch: `email` is missing"
+    );
+    assert!(
+        dead[1].error.contains("`email` is null"),
+        "{}",
+        dead[1].error
+    );
+    // Without a contract, only the sink's own checks apply.
+    assert_eq!(split(&batch, &c, None).0.len(), 2);
 }

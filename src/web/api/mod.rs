@@ -49,6 +49,10 @@ pub fn routes() -> Router<AppState> {
             "/api/v2/dags/{dag_id}/dagVersions/{version_number}",
             get(dags::version),
         )
+        .route(
+            "/api/v2/dags/{dag_id}/dagVersions/{version_number}/recordSchemas",
+            get(dags::record_schemas),
+        )
         .route("/api/v2/dagSources/{dag_id}", get(dags::source))
         .route("/api/v2/dagStats", get(dags::stats))
         .route("/api/v2/dagWarnings", get(dags::warnings))

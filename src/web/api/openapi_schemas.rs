@@ -155,6 +155,16 @@ pub fn schemas() -> Value {
     );
     out.insert("DagVersionResponse".into(), obj(&["id", "version_number", "dag_id", "created_at"], json!({"id": {"type": "string", "format": "uuid"}, "version_number": i, "dag_id": s, "dag_display_name": s, "bundle_name": sn, "bundle_version": sn, "bundle_url": sn, "created_at": dt})));
     out.insert(
+        "RecordSchemaCollectionResponse".into(),
+        obj(
+            &["dag_id", "version_number", "schemas", "total_entries"],
+            json!({"dag_id": s, "version_number": i, "total_entries": i, "schemas": {"type": "array", "items": obj(
+                &["task_id", "schema"],
+                json!({"task_id": s, "schema": {"type": "object", "description": "A JSON Schema (2020-12)"}}),
+            )}}),
+        ),
+    );
+    out.insert(
         "DAGVersionCollectionResponse".into(),
         list_of("dag_versions", "DagVersionResponse"),
     );
