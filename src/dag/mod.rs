@@ -25,6 +25,7 @@ pub mod read;
 pub mod schedule;
 pub mod schema;
 pub mod spec;
+pub mod streams;
 mod task;
 pub mod template;
 pub mod validate;

@@ -209,3 +209,17 @@ pub async fn current_version_id(pool: &PgPool, dag_id: &str) -> sqlx::Result<Opt
         .fetch_optional(pool)
         .await
 }
+
+/// A DAG's current version, as stored; `None` if the DAG is not known.
+pub async fn current_spec(pool: &PgPool, dag_id: &str) -> anyhow::Result<Option<crate::dag::Dag>> {
+    let spec: Option<serde_json::Value> = sqlx::query_scalar(
+        "SELECT v.spec FROM dags d JOIN dag_versions v ON v.id = d.version_id WHERE d.dag_id = $1",
+    )
+    .bind(dag_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(match spec {
+        Some(s) => Some(crate::dag::spec::from_stored(s)?),
+        None => None,
+    })
+}

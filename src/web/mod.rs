@@ -63,6 +63,8 @@ pub struct WebSettings {
     pub vault: crate::core::fernet::Vault,
     /// Whether `POST /api/v2/connections/test` may run (Airflow's `[core] test_connection`).
     pub test_connection: bool,
+    /// Brokers and connections as operators see them, for the stream endpoints (replay).
+    pub operator_env: Arc<crate::settings::OperatorEnv>,
 }
 
 /// [`WebSettings::max_body_bytes`] unless told otherwise: far above any form or trigger conf.
@@ -99,6 +101,7 @@ impl WebSettings {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             vault: settings.vault().unwrap_or_default(),
             test_connection: settings.core.test_connection,
+            operator_env: Arc::new(settings.operator_env()),
         }
     }
 }

@@ -442,3 +442,106 @@ async fn record_schemas_are_served_per_dag_version() {
     let (status, _) = get("/api/v2/dags/user_automation/dagVersions/2/recordSchemas").await;
     assert_eq!(status, 404);
 }
+
+/// Replay through the API and the CLI: from the beginning, the next try reads every record
+/// again and the table keeps its count (upserts); the CLI moves only the partition named.
+/// (The embedded broker keeps a member of a process that exited for its session timeout,
+/// so no sink runs after the CLI's replay here.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_from_the_beginning_leaves_the_table_count_unchanged() {
+    use std::sync::Arc;
+    use updraft::operators::{self, TaskContext};
+
+    let kafka = EmbeddedKafka::start(3).unwrap();
+    let servers = kafka.bootstrap_servers();
+    let env = Arc::new(updraft::operators::OperatorEnv {
+        kafka_bootstrap_servers: Some(servers.clone()),
+        ..Default::default()
+    });
+    let e = env.clone();
+    let app = crate::web_support::TestApp::spawn_with(move |w| w.operator_env = e).await;
+    let token = app.token().await;
+    let pool = app.pool().clone();
+    let sink = Task::new(TaskId::parse("sink").unwrap(), OperatorName::Sink);
+    install(&pool, &[dag("replayed", vec![sink])]).await;
+    let ids = produce(&servers, 100).await;
+    let run_sink = || {
+        let (mut ctx, _log) = TaskContext::for_test(sink_env(&kafka, &app.db.url));
+        ctx.dag_id = "replayed".into();
+        ctx.task_id = "sink".into();
+        async move {
+            let out = operators::run(OperatorName::Sink, json!({}), &ctx)
+                .await
+                .unwrap();
+            out.xcom[0].1["consumed"].as_i64().unwrap()
+        }
+    };
+    assert_eq!(run_sink().await, 100);
+    let group = "updraft.replayed.sink";
+    assert_eq!(committed(&servers, group), 100);
+
+    let post = |body: serde_json::Value| {
+        let req = app
+            .client
+            .post(app.url("/api/v2/dags/replayed/tasks/sink/replay"))
+            .bearer_auth(&token)
+            .json(&body);
+        async move {
+            let res = req.send().await.unwrap();
+            (
+                res.status().as_u16(),
+                res.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    };
+    let (status, _) = post(json!({"to": "offset"})).await;
+    assert_eq!(status, 422, "an offset replay needs the offset");
+    let (status, body) = post(json!({"to": "beginning"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["group"], group);
+    assert_eq!(body["topic"], TOPIC);
+    let parts = body["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 3);
+    let previous: i64 = parts.iter().map(|p| p["previous"].as_i64().unwrap()).sum();
+    assert_eq!(previous, 100);
+    assert!(parts.iter().all(|p| p["offset"] == 0));
+    assert_eq!(committed(&servers, group), 0);
+
+    assert_eq!(run_sink().await, 100, "every record is read again");
+    assert_table_holds_exactly(&pool, &ids).await;
+
+    // The CLI, one partition: only its records are read again.
+    let out = Command::new(env!("CARGO_BIN_EXE_updraft"))
+        .args([
+            "streams",
+            "replay",
+            "replayed",
+            "sink",
+            "--to-beginning",
+            "--partition",
+            "1",
+        ])
+        .env("DATABASE_URL", &app.db.url)
+        .env("KAFKA_BOOTSTRAP_SERVERS", &servers)
+        .env("UPDRAFT_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("partition 1: "), "{stdout}");
+    assert!(!stdout.contains("partition 0"), "{stdout}");
+    // Partition 1 is back at its start; the others are untouched.
+    let behind = 100 - committed(&servers, group);
+    assert!(
+        behind > 0 && behind < 100,
+        "partition 1 holds some of the 100 records: {behind}"
+    );
+    assert!(
+        stdout.contains(&format!("partition 1: {behind} -> 0")),
+        "the CLI reports the move: {stdout}"
+    );
+}

@@ -22,6 +22,7 @@ mod consume;
 pub mod postgres;
 mod progress;
 pub mod record;
+pub mod replay;
 mod run;
 mod stream;
 #[cfg(test)]

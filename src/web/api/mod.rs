@@ -29,6 +29,7 @@ mod openapi_schemas;
 pub mod pools;
 pub mod query;
 pub mod runs;
+pub mod streams;
 pub mod task_instances;
 pub mod ti_models;
 pub mod variables;
@@ -44,6 +45,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v2/dags/{dag_id}/details", get(dags::details))
         .route("/api/v2/dags/{dag_id}/tasks", get(dags::tasks))
         .route("/api/v2/dags/{dag_id}/tasks/{task_id}", get(dags::task))
+        .route(
+            "/api/v2/dags/{dag_id}/tasks/{task_id}/replay",
+            post(streams::replay),
+        )
         .route("/api/v2/dags/{dag_id}/dagVersions", get(dags::versions))
         .route(
             "/api/v2/dags/{dag_id}/dagVersions/{version_number}",

@@ -155,6 +155,25 @@ pub fn schemas() -> Value {
     );
     out.insert("DagVersionResponse".into(), obj(&["id", "version_number", "dag_id", "created_at"], json!({"id": {"type": "string", "format": "uuid"}, "version_number": i, "dag_id": s, "dag_display_name": s, "bundle_name": sn, "bundle_version": sn, "bundle_url": sn, "created_at": dt})));
     out.insert(
+        "ReplayBody".into(),
+        obj(
+            &["to"],
+            json!({"to": {"type": "string", "enum": ["beginning", "offset", "timestamp"]},
+                   "offset": {"type": "integer", "minimum": 0}, "timestamp": {"type": "string", "format": "date-time"},
+                   "partitions": {"type": "array", "items": i}}),
+        ),
+    );
+    out.insert(
+        "ReplayResponse".into(),
+        obj(
+            &["dag_id", "task_id", "group", "topic", "partitions"],
+            json!({"dag_id": s, "task_id": s, "group": s, "topic": s, "partitions": {"type": "array", "items": obj(
+                &["partition", "previous", "offset"],
+                json!({"partition": i, "previous": {"type": ["integer", "null"]}, "offset": i}),
+            )}}),
+        ),
+    );
+    out.insert(
         "RecordSchemaCollectionResponse".into(),
         obj(
             &["dag_id", "version_number", "schemas", "total_entries"],
