@@ -223,3 +223,18 @@ pub async fn current_spec(pool: &PgPool, dag_id: &str) -> anyhow::Result<Option<
         None => None,
     })
 }
+
+/// The current version of every active DAG, as stored; versions that cannot be read are
+/// left out (the scheduler reports those).
+pub async fn current_specs(pool: &PgPool) -> sqlx::Result<Vec<crate::dag::Dag>> {
+    let specs: Vec<serde_json::Value> = sqlx::query_scalar(
+        "SELECT v.spec FROM dags d JOIN dag_versions v ON v.id = d.version_id
+         WHERE d.is_active ORDER BY d.dag_id",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(specs
+        .into_iter()
+        .filter_map(|s| crate::dag::spec::from_stored(s).ok())
+        .collect())
+}

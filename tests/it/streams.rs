@@ -545,3 +545,77 @@ async fn replay_from_the_beginning_leaves_the_table_count_unchanged() {
         "the CLI reports the move: {stdout}"
     );
 }
+
+/// The topic monitor: a sink's topic with its partitions' end offsets and the group's lag
+/// (produced minus committed), from the API and as Prometheus gauges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_show_end_offsets_and_lag_as_produced_minus_committed() {
+    use std::sync::Arc;
+    use updraft::operators::{self, TaskContext};
+
+    let kafka = EmbeddedKafka::start(3).unwrap();
+    let servers = kafka.bootstrap_servers();
+    let env = Arc::new(updraft::operators::OperatorEnv {
+        kafka_bootstrap_servers: Some(servers.clone()),
+        ..Default::default()
+    });
+    let app = crate::web_support::TestApp::spawn_with(move |w| w.operator_env = env).await;
+    let token = app.token().await;
+    let sink = Task::new(TaskId::parse("sink").unwrap(), OperatorName::Sink);
+    install(app.pool(), &[dag("monitored", vec![sink])]).await;
+    produce(&servers, 100).await;
+    let (mut ctx, _log) = TaskContext::for_test(sink_env(&kafka, &app.db.url));
+    ctx.dag_id = "monitored".into();
+    ctx.task_id = "sink".into();
+    operators::run(OperatorName::Sink, json!({}), &ctx)
+        .await
+        .unwrap();
+    produce(&servers, 20).await;
+
+    let get = |path: &'static str| app.client.get(app.url(path)).bearer_auth(&token).send();
+    let body: serde_json::Value = get("/api/v2/streams/topics")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["total_entries"], 1, "{body}");
+    let t = &body["topics"][0];
+    assert_eq!(t["topic"], TOPIC);
+    assert_eq!(t["exists"], true);
+    assert_eq!(t["end_offset"], 120);
+    assert_eq!(t["tasks"][0]["dag_id"], "monitored");
+    assert_eq!(t["tasks"][0]["role"], "consumes");
+    let g = &t["groups"][0];
+    assert_eq!(g["group"], "updraft.monitored.sink");
+    assert_eq!(g["lag"], 20);
+    let ends: Vec<i64> = t["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["end"].as_i64().unwrap())
+        .collect();
+    for (p, end) in g["partitions"].as_array().unwrap().iter().zip(&ends) {
+        assert_eq!(
+            p["lag"].as_i64().unwrap(),
+            end - p["committed"].as_i64().unwrap(),
+            "{p}"
+        );
+    }
+
+    let text = get("/metrics").await.unwrap().text().await.unwrap();
+    let lag: i64 = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("updraft_stream_lag{") && l.contains("group=\"updraft.monitored.sink\"")
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(lag, 20, "{text}");
+    let end: i64 = text
+        .lines()
+        .filter(|l| l.starts_with("updraft_stream_end_offset{topic=\"users_created\""))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(end, 120);
+}

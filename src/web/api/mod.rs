@@ -58,6 +58,7 @@ pub fn routes() -> Router<AppState> {
             "/api/v2/dags/{dag_id}/dagVersions/{version_number}/recordSchemas",
             get(dags::record_schemas),
         )
+        .route("/api/v2/streams/topics", get(streams::topics))
         .route("/api/v2/dagSources/{dag_id}", get(dags::source))
         .route("/api/v2/dagStats", get(dags::stats))
         .route("/api/v2/dagWarnings", get(dags::warnings))

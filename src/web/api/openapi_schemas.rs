@@ -154,6 +154,34 @@ pub fn schemas() -> Value {
         obj(&["is_paused"], json!({"is_paused": b})),
     );
     out.insert("DagVersionResponse".into(), obj(&["id", "version_number", "dag_id", "created_at"], json!({"id": {"type": "string", "format": "uuid"}, "version_number": i, "dag_id": s, "dag_display_name": s, "bundle_name": sn, "bundle_version": sn, "bundle_url": sn, "created_at": dt})));
+    let partition = obj(
+        &["partition", "low", "end"],
+        json!({"partition": i, "low": i, "end": i}),
+    );
+    let group_partition = obj(
+        &["partition", "committed", "lag"],
+        json!({"partition": i, "committed": {"type": ["integer", "null"]}, "lag": i}),
+    );
+    let topic_task = obj(
+        &["dag_id", "task_id", "role", "topic", "group"],
+        json!({"dag_id": s, "task_id": s, "role": {"type": "string", "enum": ["publishes", "consumes"]}, "topic": s, "group": sn}),
+    );
+    out.insert(
+        "StreamTopicCollectionResponse".into(),
+        obj(
+            &["topics", "total_entries"],
+            json!({"total_entries": i, "topics": {"type": "array", "items": obj(
+                &["topic", "tasks"],
+                json!({"topic": s, "tasks": {"type": "array", "items": topic_task},
+                       "exists": b, "end_offset": i, "error": s,
+                       "partitions": {"type": "array", "items": partition},
+                       "groups": {"type": "array", "items": obj(
+                           &["group", "lag", "partitions"],
+                           json!({"group": s, "lag": i, "partitions": {"type": "array", "items": group_partition}}),
+                       )}}),
+            )}}),
+        ),
+    );
     out.insert(
         "ReplayBody".into(),
         obj(

@@ -1,4 +1,5 @@
-//! updraft's own stream endpoints: replaying a sink's consumer group.
+//! updraft's own stream endpoints: the topics the DAGs use with their offsets and consumer
+//! lag (also the Prometheus gauges), and replaying a sink's consumer group.
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -72,4 +73,76 @@ pub async fn replay(
         "topic": target.topic,
         "partitions": resets,
     })))
+}
+
+/// A topic some DAG uses, on some brokers, with what the brokers say about it.
+pub struct TopicView {
+    pub uses: Vec<crate::dag::streams::TopicUse>,
+    pub offsets: Result<crate::operators::kafka::monitor::TopicOffsets, String>,
+}
+
+/// Every topic the active DAGs' publish and sink tasks use (by brokers and name), with its
+/// partitions' offsets and each sink group's committed offsets and lag.
+pub async fn topic_views(
+    st: &AppState,
+    timeout: std::time::Duration,
+) -> Result<Vec<TopicView>, ApiError> {
+    let dags = crate::db::dags::current_specs(&st.pool).await?;
+    let mut by_topic: std::collections::BTreeMap<(String, String), Vec<_>> = Default::default();
+    for d in &dags {
+        for u in crate::dag::streams::topic_uses(d, &st.settings.operator_env) {
+            by_topic
+                .entry((u.servers.clone(), u.topic.clone()))
+                .or_default()
+                .push(u);
+        }
+    }
+    let mut out = Vec::with_capacity(by_topic.len());
+    for ((servers, topic), uses) in by_topic {
+        let mut groups: Vec<String> = uses.iter().filter_map(|u| u.group.clone()).collect();
+        groups.sort();
+        groups.dedup();
+        let offsets =
+            crate::operators::kafka::monitor::topic_offsets(&servers, &topic, &groups, timeout)
+                .await
+                .map_err(|e| e.to_string());
+        out.push(TopicView { uses, offsets });
+    }
+    Ok(out)
+}
+
+/// `GET /streams/topics`: the topics the DAGs publish to and consume from, per partition
+/// the offsets, per consumer group the committed offsets and lag.
+pub async fn topics(
+    State(st): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    Query::parse(raw.as_deref(), &Params::new())?;
+    let views = topic_views(&st, KAFKA_TIMEOUT).await?;
+    let topics: Vec<Value> = views
+        .into_iter()
+        .map(|v| {
+            let topic = v.uses[0].topic.clone();
+            let mut t = json!({"topic": topic, "tasks": v.uses});
+            match v.offsets {
+                Ok(o) => {
+                    t["exists"] = json!(o.exists);
+                    t["end_offset"] = json!(o.partitions.iter().map(|p| p.end).sum::<i64>());
+                    t["partitions"] = json!(o.partitions);
+                    t["groups"] = o
+                        .groups
+                        .into_iter()
+                        .map(|(g, parts)| {
+                            json!({"group": g, "lag": parts.iter().map(|p| p.lag).sum::<i64>(), "partitions": parts})
+                        })
+                        .collect();
+                }
+                Err(e) => t["error"] = json!(e),
+            }
+            t
+        })
+        .collect();
+    Ok(Json(
+        json!({"total_entries": topics.len(), "topics": topics}),
+    ))
 }
