@@ -619,3 +619,19 @@ async fn topics_show_end_offsets_and_lag_as_produced_minus_committed() {
         .sum();
     assert_eq!(end, 120);
 }
+
+/// A short run of the stream bench's path, so the bench itself cannot rot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_bench_path_measures_every_record() {
+    let db = fresh_db().await;
+    let f = updraft::bench::stream::measure(&db.url, 1_000, 2)
+        .await
+        .unwrap();
+    eprintln!("{f:?}");
+    assert_eq!(f.records, 2_000);
+    assert!(
+        f.p50_ms > 0.0 && f.p50_ms <= f.p99_ms && f.p99_ms <= f.max_ms,
+        "{f:?}"
+    );
+    assert!(f.peak_rss_mb > 0.0);
+}

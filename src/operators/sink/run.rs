@@ -86,6 +86,15 @@ pub async fn run(config: Config, ctx: &TaskContext) -> Result<Outcome, OperatorE
             ("heartbeat.interval.ms", heartbeat),
         ],
     );
+    if config.mode == Mode::Continuous {
+        // A stream's latency: brokers answer a fetch when data arrives, but librdkafka's mock
+        // cluster holds it for `fetch.wait.max.ms` (default 500 ms) whatever comes meanwhile.
+        crate::operators::kafka::set_defaults(
+            &mut cc,
+            &config.properties,
+            &[("fetch.wait.max.ms", "50")],
+        );
+    }
     let consumer: Arc<StreamConsumer> = Arc::new(cc.create().map_err(|e| {
         classify::kafka_error("could not create a Kafka consumer", &e)
             .hint("check the task's `properties`")
