@@ -635,3 +635,54 @@ async fn stream_bench_path_measures_every_record() {
     );
     assert!(f.peak_rss_mb > 0.0);
 }
+
+/// Publish checks records against the contract too: breaking ones go to `<topic>.dlq` with
+/// the reason in a header; beyond `max_dead_letters` nothing is published.
+#[tokio::test]
+async fn publish_sends_records_that_break_the_contract_to_the_dead_letter_topic() {
+    use std::sync::Arc;
+    use updraft::operators::contract::{record_schema, Contract};
+    use updraft::operators::kafka::read_topic;
+    use updraft::operators::{self, fetch::Fields, Reason, TaskContext};
+
+    let kafka = EmbeddedKafka::start(1).unwrap();
+    let servers = kafka.bootstrap_servers();
+    let fields = Fields(vec![
+        ("id".into(), "$uuid".into()),
+        ("first_name".into(), "name.first".into()),
+    ]);
+    let contract = Contract::compile(&record_schema("records.fetch", &fields).unwrap()).unwrap();
+    let (mut ctx, _log) = TaskContext::for_test(updraft::operators::OperatorEnv {
+        kafka_bootstrap_servers: Some(servers.clone()),
+        ..Default::default()
+    });
+    ctx.contract = Some(Arc::new(contract));
+    let good = |n: &str| json!({"id": uuid::Uuid::new_v4().to_string(), "first_name": n});
+    let records = json!([good("a"), {"id": "x", "first_name": "b"}, good("c"), {"id": uuid::Uuid::new_v4().to_string()}]);
+
+    let with = json!({"records": records, "topic": TOPIC, "max_dead_letters": 1});
+    let err = operators::run(OperatorName::Publish, with, &ctx)
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), Reason::Schema);
+    let t = Duration::from_secs(10);
+    assert!(
+        read_topic(&servers, TOPIC, t).unwrap().is_empty(),
+        "nothing published"
+    );
+
+    let with = json!({"records": records, "topic": TOPIC});
+    let out = operators::run(OperatorName::Publish, with, &ctx)
+        .await
+        .unwrap();
+    assert_eq!(out.xcom[0].1["published"], 2);
+    assert_eq!(out.xcom[0].1["dead_letters"], 2);
+    assert_eq!(read_topic(&servers, TOPIC, t).unwrap().len(), 2);
+    let dead = read_topic(&servers, "users_created.dlq", t).unwrap();
+    assert_eq!(dead.len(), 2);
+    let payloads: Vec<serde_json::Value> = dead
+        .iter()
+        .map(|(_, _, p)| serde_json::from_slice(p).unwrap())
+        .collect();
+    assert!(payloads.iter().any(|p| p["id"] == "x"));
+}
