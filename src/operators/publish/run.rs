@@ -222,8 +222,13 @@ pub async fn run(config: Config, ctx: &TaskContext) -> Result<Outcome, OperatorE
         };
         return Err(error);
     }
+    let dead_letters = if dead > 0 {
+        format!(" (and {dead} dead letters to `{dead_letter_topic}`)")
+    } else {
+        String::new()
+    };
     ctx.log.info(format!(
-        "Published {} records to topic `{}` and {dead} dead letters to `{dead_letter_topic}`, all acknowledged, in {secs:.3}s ({:.0} records/s)",
+        "Published {} records to topic `{}`{dead_letters}, all acknowledged, in {secs:.3}s ({:.0} records/s)",
         acked - dead,
         config.topic,
         acked as f64 / secs
