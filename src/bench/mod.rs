@@ -5,6 +5,7 @@
 
 pub mod chaos;
 pub mod pipeline;
+pub mod stream;
 pub mod web;
 
 use std::collections::BTreeMap;
@@ -37,6 +38,12 @@ pub struct BenchArgs {
     /// Skip the pipeline benchmark (50,000 users: fetch, publish, sink).
     #[arg(long)]
     pub no_pipeline: bool,
+    /// Skip the stream benchmark (a continuous sink at 1,000 and 20,000 records/s offered).
+    #[arg(long)]
+    pub no_stream: bool,
+    /// How long the stream benchmark offers records at each rate, in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub stream_seconds: u64,
 }
 
 pub async fn run(settings: &Settings, args: BenchArgs) -> anyhow::Result<()> {
@@ -110,6 +117,9 @@ pub async fn run(settings: &Settings, args: BenchArgs) -> anyhow::Result<()> {
     if !args.no_pipeline {
         println!();
         pipeline::run(&url).await?;
+    }
+    if !args.no_stream {
+        stream::run(&url, args.stream_seconds).await?;
     }
     pool.close().await;
     db::admin::drop_database(&admin, "updraft_bench").await?;

@@ -8,6 +8,7 @@ mod connections;
 mod dags;
 mod operate;
 mod pools;
+mod streams;
 mod table;
 mod tasks;
 mod users;
@@ -87,6 +88,9 @@ pub enum Command {
     /// Pools: set, get, delete, list, import, export.
     #[command(subcommand)]
     Pools(pools::PoolsCommand),
+    /// Streams: replay a sink's consumer group.
+    #[command(subcommand)]
+    Streams(streams::StreamsCommand),
     /// Re-encrypt every stored secret with the first key of UPDRAFT_FERNET_KEY.
     RotateFernetKey,
     /// Measure hand-off latency, throughput and memory against a real Postgres.
@@ -293,6 +297,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<i32> {
         Command::Variables(cmd) => variables::run(&settings, cmd).await,
         Command::Connections(cmd) => connections::run(&settings, cmd).await,
         Command::Pools(cmd) => pools::run(&settings, cmd).await,
+        Command::Streams(cmd) => streams::run(&settings, cmd).await,
         Command::RotateFernetKey => {
             let pool = pool_for(&settings).await?;
             let done = crate::db::config_store::rotate(&pool, &settings.vault()?).await?;

@@ -65,6 +65,16 @@ pub fn next_run(
             Some(_) => None,
             None => Some(trigger_run(tt.start_date.unwrap_or(now))),
         },
+        // A run per "now", after the start date and the last run. The scheduler creates it
+        // only once the previous run has ended (max_active_runs is 1), and then stamps it
+        // with the time it was created (`continuous_logical_date`).
+        Schedule::Continuous => {
+            let mut t = tt.start_date.map_or(now, |s| s.max(now));
+            if let Some(last) = last_logical_date {
+                t = t.max(last + chrono::Duration::microseconds(1));
+            }
+            Some(trigger_run(t))
+        }
         Schedule::Cron { .. } => {
             let c = cron_of(tt)?;
             let start = tt.start_date.unwrap_or(now);
@@ -112,6 +122,12 @@ pub fn runs_between(
         t = c.next_after(tick);
     }
     Ok(out)
+}
+
+/// The logical date of a continuous run created at `now`: the time it is created, unless the
+/// plan said later (a start date in the future, or a clock that went back behind the last run).
+pub fn continuous_logical_date(planned: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
+    planned.max(now)
 }
 
 /// The earliest tick a next run can take: the first after the last run's, or the first at or
@@ -238,6 +254,32 @@ mod tests {
             end_date: None,
             catchup,
         }
+    }
+
+    #[test]
+    fn continuous_runs_now_after_the_start_and_the_last_run() {
+        let mut d = dag("@daily", "", "2024-01-01T00:00:00Z", false);
+        d.schedule = Schedule::Continuous;
+        let now = at("2024-01-05T12:00:00Z");
+        let first = next_run(&d, None, now, false).unwrap();
+        assert_eq!(first.logical_date, now);
+        assert_eq!((first.interval_start, first.run_after), (now, now));
+        // The last run is in the future (a clock went back): the next one comes after it.
+        let later = at("2024-01-05T13:00:00Z");
+        let next = next_run(&d, Some(later), now, false).unwrap();
+        assert!(next.logical_date > later);
+        // Not before the start date.
+        d.start_date = Some(at("2025-01-01T00:00:00Z"));
+        assert_eq!(
+            next_run(&d, None, now, false).unwrap().logical_date,
+            at("2025-01-01T00:00:00Z")
+        );
+        // Nor after the end date.
+        d.start_date = None;
+        d.end_date = Some(at("2024-01-01T00:00:00Z"));
+        assert_eq!(next_run(&d, None, now, false), None);
+        // Created later than planned: stamped with the time it was created.
+        assert_eq!(continuous_logical_date(first.logical_date, later), later);
     }
 
     #[test]

@@ -16,6 +16,10 @@ pub enum Schedule {
     /// `expr` is what the file says; `cron` is the translated 6-field expression for the
     /// `cron` crate (seconds first, weekdays counted 1..7 from Sunday).
     Cron { expr: String, cron: String },
+    /// `@continuous`: a new run as soon as the previous one ends (Airflow's
+    /// `ContinuousTimetable`); the DAG must allow one active run only. For streams: a run
+    /// holds a task that keeps consuming until it is stopped.
+    Continuous,
 }
 
 impl Schedule {
@@ -25,6 +29,16 @@ impl Schedule {
             Schedule::Manual => None,
             Schedule::Once => Some("@once".into()),
             Schedule::Cron { expr, .. } => Some(expr.clone()),
+            Schedule::Continuous => Some("@continuous".into()),
+        }
+    }
+
+    /// The most runs this schedule allows at once, as Airflow's timetables say
+    /// (`active_runs_limit`): one for `@continuous`, no limit of its own otherwise.
+    pub fn active_runs_limit(&self) -> Option<u32> {
+        match self {
+            Schedule::Continuous => Some(1),
+            _ => None,
         }
     }
 }

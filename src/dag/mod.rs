@@ -14,6 +14,7 @@
 //! - [`model`], [`duration`]: the domain types a validated DAG is made of.
 
 mod args;
+pub mod contracts;
 pub mod files;
 pub mod folder;
 pub mod graph;
@@ -24,6 +25,7 @@ pub mod read;
 pub mod schedule;
 pub mod schema;
 pub mod spec;
+pub mod streams;
 mod task;
 pub mod template;
 pub mod validate;

@@ -11,9 +11,7 @@ pub fn parse(expr: &str) -> Result<Schedule, String> {
         return Ok(Schedule::Once);
     }
     if expr == "@continuous" {
-        return Err(
-            "`@continuous` is not supported by updraft; use a cron expression or a preset".into(),
-        );
+        return Ok(Schedule::Continuous);
     }
     if expr.starts_with('@') && !crate::core::cron::PRESETS.iter().any(|(p, _)| *p == expr) {
         return Err(format!("unknown schedule preset `{expr}`; {FORM}"));
@@ -51,7 +49,47 @@ mod tests {
         assert_eq!(cron_of("@weekly"), "0 0 0 * * 1");
         assert_eq!(cron_of("@annually"), "0 0 0 1 1 *");
         assert!(parse("@sometimes").unwrap_err().contains("@hourly"));
-        assert!(parse("@continuous").unwrap_err().contains("not supported"));
+        assert_eq!(parse("@continuous").unwrap(), Schedule::Continuous);
+    }
+
+    /// As Airflow: `@continuous` needs `max_active_runs: 1`, written in the file.
+    #[test]
+    fn continuous_needs_one_active_run() {
+        let parse = |extra: &str| {
+            let src = format!(
+                "$schema: https://airflow.apache.org/schemas/dag/2026-10-30.json\ndag_id: d\nschedule: '@continuous'\n{extra}"
+            );
+            crate::dag::load::parse_source("dags/d.yaml", &src, &|p| {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    p.to_string(),
+                ))
+            })
+        };
+        let missing = parse("");
+        assert!(missing.dags.is_empty());
+        assert_eq!(missing.errors.len(), 1, "{:?}", missing.errors);
+        let e = &missing.errors[0];
+        assert_eq!(e.field.as_deref(), Some("max_active_runs"));
+        assert!(
+            e.message.contains("set `max_active_runs: 1` (it is 16)"),
+            "{}",
+            e.message
+        );
+        assert_eq!(
+            e.line,
+            Some(3),
+            "points at the schedule when the key is absent"
+        );
+        let two = parse("max_active_runs: 2\n");
+        assert_eq!(two.errors[0].line, Some(4));
+        let one = parse("max_active_runs: 1\n");
+        assert!(one.errors.is_empty(), "{:?}", one.errors);
+        assert_eq!(one.dags[0].schedule, Schedule::Continuous);
+        assert_eq!(
+            one.dags[0].schedule.display().as_deref(),
+            Some("@continuous")
+        );
     }
 
     #[test]

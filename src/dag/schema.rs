@@ -121,10 +121,10 @@ fn dag_properties() -> Map<String, Value> {
     p.insert(
         "schedule".into(),
         json!({
-            "description": "A 5-field cron string (`0 3 * * *`), a preset, or null for manual runs only.",
+            "description": "A 5-field cron string (`0 3 * * *`), a preset, `@continuous` (a new run as soon as the previous ends; needs `max_active_runs: 1`), or null for manual runs only.",
             "anyOf": [
                 {"type": "null"},
-                {"type": "string", "enum": ["@once", "@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually"]},
+                {"type": "string", "enum": ["@once", "@continuous", "@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually"]},
                 {"type": "string", "pattern": "^\\s*\\S+(\\s+\\S+){4}\\s*$"}
             ]
         }),

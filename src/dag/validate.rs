@@ -149,6 +149,27 @@ pub fn validate_document(root: &Node, source: &Source<'_>) -> Validated {
             "missing `dag_id`; add `dag_id: my_dag` (letters, digits, `_`, `.`, `-`)",
         );
     }
+    if let Some(limit) = dag.schedule.active_runs_limit() {
+        if dag.max_active_runs > limit {
+            // As Airflow: the timetable's limit is checked against the DAG's setting, whose
+            // default (16) is too high, so the file says `max_active_runs: 1` itself.
+            let at = entries
+                .iter()
+                .find(|(k, _)| k.as_str() == Some("max_active_runs"))
+                .or_else(|| entries.iter().find(|(k, _)| k.as_str() == Some("schedule")))
+                .map_or(root, |(_, v)| v);
+            r.error(
+                at,
+                "max_active_runs",
+                format!(
+                    "`schedule: {}` allows at most {limit} active run (a new run starts when the previous one ends); \
+                     set `max_active_runs: {limit}` (it is {})",
+                    dag.schedule.display().unwrap_or_default(),
+                    dag.max_active_runs
+                ),
+            );
+        }
+    }
     if let (Some(start), Some(end)) = (dag.start_date, dag.end_date) {
         if end < start {
             if let Some((_, node)) = entries.iter().find(|(k, _)| k.as_str() == Some("end_date")) {

@@ -86,3 +86,53 @@ pub async fn count_rows_and_drop_schema(
     let _ = conn.close().await;
     Ok(rows?)
 }
+
+/// The stream bench's table: what the sink upserts (`id`, `sent_at` as text, microseconds
+/// since the epoch at publish) plus `written_at`, the database clock when the row was
+/// inserted, so a row carries its own end-to-end latency.
+pub async fn create_stream_bench_table(url: &str, schema: &str) -> anyhow::Result<()> {
+    plain(schema)?;
+    let mut conn = PgConnection::connect(url).await?;
+    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+        .execute(&mut conn)
+        .await?;
+    sqlx::query(&format!(
+        "CREATE TABLE \"{schema}\".created_users (id uuid PRIMARY KEY, sent_at text, \
+         written_at timestamptz NOT NULL DEFAULT clock_timestamp())"
+    ))
+    .execute(&mut conn)
+    .await?;
+    let _ = conn.close().await;
+    Ok(())
+}
+
+/// Rows in the stream bench's table.
+pub async fn stream_bench_rows(url: &str, schema: &str) -> anyhow::Result<i64> {
+    plain(schema)?;
+    let mut conn = PgConnection::connect(url).await?;
+    let n = sqlx::query_scalar(&format!("SELECT count(*) FROM \"{schema}\".created_users"))
+        .fetch_one(&mut conn)
+        .await?;
+    let _ = conn.close().await;
+    Ok(n)
+}
+
+/// Each row's latency in milliseconds (written_at minus sent_at), rows sent after
+/// `after_micros` only.
+pub async fn stream_bench_latencies(
+    url: &str,
+    schema: &str,
+    after_micros: i64,
+) -> anyhow::Result<Vec<f64>> {
+    plain(schema)?;
+    let mut conn = PgConnection::connect(url).await?;
+    let v = sqlx::query_scalar(&format!(
+        "SELECT (extract(epoch FROM written_at) * 1000 - sent_at::bigint / 1000.0)::float8
+         FROM \"{schema}\".created_users WHERE sent_at::bigint > $1"
+    ))
+    .bind(after_micros)
+    .fetch_all(&mut conn)
+    .await?;
+    let _ = conn.close().await;
+    Ok(v)
+}

@@ -201,3 +201,40 @@ pub async fn import_errors(pool: &PgPool) -> anyhow::Result<Vec<(String, String)
             .await?,
     )
 }
+
+/// The id of a DAG's current version, if the DAG is known.
+pub async fn current_version_id(pool: &PgPool, dag_id: &str) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar("SELECT version_id FROM dags WHERE dag_id = $1")
+        .bind(dag_id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// A DAG's current version, as stored; `None` if the DAG is not known.
+pub async fn current_spec(pool: &PgPool, dag_id: &str) -> anyhow::Result<Option<crate::dag::Dag>> {
+    let spec: Option<serde_json::Value> = sqlx::query_scalar(
+        "SELECT v.spec FROM dags d JOIN dag_versions v ON v.id = d.version_id WHERE d.dag_id = $1",
+    )
+    .bind(dag_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(match spec {
+        Some(s) => Some(crate::dag::spec::from_stored(s)?),
+        None => None,
+    })
+}
+
+/// The current version of every active DAG, as stored; versions that cannot be read are
+/// left out (the scheduler reports those).
+pub async fn current_specs(pool: &PgPool) -> sqlx::Result<Vec<crate::dag::Dag>> {
+    let specs: Vec<serde_json::Value> = sqlx::query_scalar(
+        "SELECT v.spec FROM dags d JOIN dag_versions v ON v.id = d.version_id
+         WHERE d.is_active ORDER BY d.dag_id",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(specs
+        .into_iter()
+        .filter_map(|s| crate::dag::spec::from_stored(s).ok())
+        .collect())
+}

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::tasks::SpecCache;
 use super::WORKER_CHANNEL;
 use crate::core::planner::{self, PlannedRun};
-use crate::core::{TaskState, TriggerRule};
+use crate::core::{Schedule, TaskState, TriggerRule};
 use crate::dag::Dag;
 
 /// Records that a scheduler step failed for one DAG, logging it only when the message is
@@ -200,11 +200,24 @@ async fn create_one(
     data_intervals: bool,
 ) -> anyhow::Result<usize> {
     let dag = specs.get(pool, due.version_id).await?;
-    let logical = due.next_logical_date;
-    let run_id = format!(
-        "scheduled__{}",
-        logical.to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+    let continuous = dag.schedule == Schedule::Continuous;
+    let (mut logical, mut start, mut end) = (
+        due.next_logical_date,
+        due.next_interval_start,
+        due.next_interval_end,
     );
+    if continuous {
+        // Planned when the previous run was created; it starts now that that one has ended.
+        logical = planner::continuous_logical_date(logical, db_now(&mut **tx).await?);
+        (start, end) = (logical, logical);
+    }
+    // Continuous runs may follow each other within a second: their ids keep the microseconds.
+    let precision = if continuous {
+        chrono::SecondsFormat::Micros
+    } else {
+        chrono::SecondsFormat::Secs
+    };
+    let run_id = format!("scheduled__{}", logical.to_rfc3339_opts(precision, false));
     let inserted = sqlx::query(
         "INSERT INTO dag_runs (dag_id, run_id, run_type, logical_date, data_interval_start, data_interval_end,
                                run_after, state, version_id)
@@ -214,8 +227,8 @@ async fn create_one(
     .bind(&due.dag_id)
     .bind(&run_id)
     .bind(logical)
-    .bind(due.next_interval_start)
-    .bind(due.next_interval_end)
+    .bind(start)
+    .bind(end)
     .bind(due.version_id)
     .execute(&mut **tx)
     .await?

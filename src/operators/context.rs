@@ -68,8 +68,18 @@ pub struct TaskContext {
     /// DAG params with the run's conf applied on top (Airflow's default behaviour).
     pub params: serde_json::Map<String, serde_json::Value>,
     pub log: TaskLog,
+    /// Cancelled when the try must end now: its lease was lost, its run timed out, or the
+    /// worker's shutdown grace is over. Work in flight is abandoned.
     pub cancel: CancellationToken,
+    /// Cancelled when the worker asks an operator that runs until stopped (a continuous sink)
+    /// to stop cleanly: the worker shuts down or the DAG was paused. Such an operator finishes
+    /// its batch, commits, and returns an [`Outcome`](super::Outcome) marked `interrupted`;
+    /// operators that end on their own ignore it.
+    pub stop: CancellationToken,
     pub env: Arc<OperatorEnv>,
+    /// The record schema this try's records must match (publish and sink), resolved by the
+    /// worker from `schema_from` or the nearest upstream fetch task.
+    pub contract: Option<Arc<super::contract::Contract>>,
 }
 
 impl TaskContext {
@@ -93,7 +103,9 @@ impl TaskContext {
             params: serde_json::Map::new(),
             log,
             cancel: CancellationToken::new(),
+            stop: CancellationToken::new(),
             env: Arc::new(env),
+            contract: None,
         };
         (ctx, rx)
     }

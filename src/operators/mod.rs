@@ -22,6 +22,7 @@
 pub mod bash;
 pub mod conn_test;
 pub mod context;
+pub mod contract;
 pub mod empty;
 pub mod error;
 pub mod fetch;
@@ -46,20 +47,24 @@ pub struct Outcome {
     pub xcom: Vec<(String, serde_json::Value)>,
     /// The task asked to be skipped (bash exit code 99, like Airflow's `skip_on_exit_code`).
     pub skipped: bool,
+    /// The operator stopped because [`TaskContext::stop`] asked it to, not because its work
+    /// was done: at shutdown the worker hands the task back to the queue, on a pause it
+    /// records success.
+    pub interrupted: bool,
 }
 
 impl Outcome {
     pub fn returning(value: serde_json::Value) -> Self {
         Outcome {
             xcom: vec![("return_value".into(), value)],
-            skipped: false,
+            ..Outcome::default()
         }
     }
 
     pub fn skipped() -> Self {
         Outcome {
-            xcom: Vec::new(),
             skipped: true,
+            ..Outcome::default()
         }
     }
 }

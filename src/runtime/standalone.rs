@@ -61,7 +61,9 @@ pub async fn run(config: &Settings) -> anyhow::Result<()> {
             "the DAGs folder does not exist; create it or pass --dags-folder (env UPDRAFT_DAGS_FOLDER)"
         );
     }
-    let web_settings = crate::web::WebSettings::from_settings(config);
+    let mut web_settings = crate::web::WebSettings::from_settings(config);
+    // The embedded broker, if any: the stream endpoints reach it too.
+    web_settings.operator_env = std::sync::Arc::new(settings.operator_env.clone());
     let listener = crate::web::bind(web_settings.bind).await?;
     let password_file = password_file(&home);
     let new_password = crate::web::ensure_admin(&pool, &password_file).await?;

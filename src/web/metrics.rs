@@ -214,10 +214,74 @@ pub async fn health(State(st): State<AppState>) -> Response {
     }
 }
 
+/// How long a scrape waits for the brokers, per topic; a topic whose brokers do not answer
+/// is left out of that scrape.
+const KAFKA_SCRAPE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The topics the DAGs use at scrape time: end offsets per partition, lag per sink group.
+#[derive(Debug, Default)]
+struct Streams {
+    /// (topic, partition, end offset)
+    ends: Vec<(String, String, i64)>,
+    /// (topic, partition, group, lag)
+    lags: Vec<(String, String, String, i64)>,
+}
+
+impl Streams {
+    fn of(views: Vec<super::api::streams::TopicView>) -> Streams {
+        let mut s = Streams::default();
+        for v in views {
+            let Ok(o) = v.offsets else { continue };
+            for p in &o.partitions {
+                s.ends
+                    .push((o.topic.clone(), p.partition.to_string(), p.end));
+            }
+            for (g, parts) in &o.groups {
+                for p in parts {
+                    s.lags
+                        .push((o.topic.clone(), p.partition.to_string(), g.clone(), p.lag));
+                }
+            }
+        }
+        s
+    }
+}
+
+impl Collector for Streams {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut ends = encoder.encode_descriptor(
+            "updraft_stream_end_offset",
+            "The end offset of each partition of the topics the DAGs use.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (t, p, end) in &self.ends {
+            ConstGauge::new(*end)
+                .encode(ends.encode_family(&[("topic", t.as_str()), ("partition", p.as_str())])?)?;
+        }
+        let mut lags = encoder.encode_descriptor(
+            "updraft_stream_lag",
+            "Messages a sink's consumer group has yet to commit, per topic and partition.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (t, p, g, lag) in &self.lags {
+            ConstGauge::new(*lag).encode(lags.encode_family(&[
+                ("topic", t.as_str()),
+                ("partition", p.as_str()),
+                ("group", g.as_str()),
+            ])?)?;
+        }
+        Ok(())
+    }
+}
+
 pub async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
     let counts = q::state_counts(&st.pool).await?;
+    let streams = Streams::of(super::api::streams::topic_views(&st, KAFKA_SCRAPE_TIMEOUT).await?);
     let mut scrape = Registry::default();
     scrape.register_collector(Box::new(Snapshot(counts)));
+    scrape.register_collector(Box::new(streams));
     let mut out = String::new();
     prometheus_text::encode(&mut out, &scrape)
         .and_then(|()| prometheus_text::encode(&mut out, &st.metrics.registry))

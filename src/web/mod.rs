@@ -68,6 +68,8 @@ pub struct WebSettings {
     /// Cron schedules use data intervals (`[scheduler] create_cron_data_intervals`): backfills
     /// plan their runs as the scheduler would.
     pub create_cron_data_intervals: bool,
+    /// Brokers and connections as operators see them, for the stream endpoints (replay).
+    pub operator_env: Arc<crate::settings::OperatorEnv>,
 }
 
 /// [`WebSettings::max_body_bytes`] unless told otherwise: far above any form or trigger conf.
@@ -105,6 +107,7 @@ impl WebSettings {
             vault: settings.vault().unwrap_or_default(),
             test_connection: settings.core.test_connection,
             create_cron_data_intervals: settings.scheduler.create_cron_data_intervals,
+            operator_env: Arc::new(settings.operator_env()),
         }
     }
 }

@@ -20,6 +20,7 @@ impl Worker {
         c: &Claimed,
         log: TaskLog,
         cancel: CancellationToken,
+        stop: CancellationToken,
         env: Arc<OperatorEnv>,
     ) -> anyhow::Result<operators::Outcome> {
         let dag = self.specs.get(&self.pool, c.version_id).await?;
@@ -48,7 +49,9 @@ impl Worker {
             params,
             log,
             cancel: cancel.clone(),
+            stop,
             env,
+            contract: None,
         };
         ctx.log.info(format!(
             "Starting attempt {} of {} of {}.{} ({}) on {}",
@@ -83,6 +86,14 @@ impl Worker {
             };
             render::resolve_for_try(t, xcoms).await?
         };
+        let mut ctx = ctx;
+        ctx.contract = self.contract(&dag, task, &with).await?;
+        if let Some(c) = &ctx.contract {
+            ctx.log.info(format!(
+                "Records are checked against the record schema of {}",
+                c.source
+            ));
+        }
         let started = Instant::now();
         // The operator's typed error travels as anyhow from here; recording downcasts it to
         // decide whether another try can help.

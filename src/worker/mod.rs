@@ -4,6 +4,7 @@
 //! the fallback.
 
 mod config_cache;
+mod contract;
 mod execute;
 mod logs;
 mod record;
@@ -31,10 +32,30 @@ enum StopReason {
     LeaseLost,
 }
 
+/// Why a running try was asked to stop cleanly (its `stop` token).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AskedToStop {
+    Shutdown,
+    Paused,
+}
+
 struct Running {
     try_number: i32,
     cancel: CancellationToken,
     reason: Arc<Mutex<Option<StopReason>>>,
+    stop: CancellationToken,
+    asked: Arc<Mutex<Option<AskedToStop>>>,
+}
+
+impl Running {
+    /// Asks the try to stop cleanly, once; the first reason wins.
+    fn ask_to_stop(&self, why: AskedToStop) {
+        let mut asked = self.asked.lock().unwrap_or_else(|e| e.into_inner());
+        if asked.is_none() {
+            *asked = Some(why);
+            self.stop.cancel();
+        }
+    }
 }
 
 pub struct Worker {
@@ -149,6 +170,11 @@ impl Worker {
         }
 
         info!(worker = %this.id, "worker stopping: no new claims; waiting for running tasks");
+        // Tasks that run until stopped (continuous sinks) stop now and are handed back;
+        // the others ignore this and get the grace period.
+        for r in this.lock_running().values() {
+            r.ask_to_stop(AskedToStop::Shutdown);
+        }
         tracker.close();
         if tokio::time::timeout(this.settings.shutdown_grace.std(), tracker.wait())
             .await
@@ -230,7 +256,15 @@ impl Worker {
             .collect();
         let held = tasks::held_tries(&self.pool, self.id, &asked).await?;
         let running = self.lock_running();
-        for (ti_id, _) in asked.iter().filter(|(id, _)| !held.contains(id)) {
+        for h in held.iter().filter(|h| h.dag_paused) {
+            if let Some(r) = running.get(&h.ti_id) {
+                r.ask_to_stop(AskedToStop::Paused);
+            }
+        }
+        for (ti_id, _) in asked
+            .iter()
+            .filter(|(id, _)| !held.iter().any(|h| h.ti_id == *id))
+        {
             if let Some(r) = running.get(ti_id) {
                 warn!(
                     ti_id,
@@ -258,12 +292,16 @@ impl Worker {
     async fn run_claimed(self: &Arc<Self>, c: Claimed) {
         let cancel = CancellationToken::new();
         let reason = Arc::new(Mutex::new(None));
+        let stop = CancellationToken::new();
+        let asked = Arc::new(Mutex::new(None));
         let earlier = self.lock_running().insert(
             c.ti_id,
             Running {
                 try_number: c.try_number,
                 cancel: cancel.clone(),
                 reason: reason.clone(),
+                stop: stop.clone(),
+                asked: asked.clone(),
             },
         );
         // An earlier try of this task still running here was taken away (cleared), or this
@@ -307,17 +345,13 @@ impl Worker {
                 "pool `{}` does not exist: create it (UI Admin → Pools, `updraft pools set`, or the API) or change the task's `pool`",
                 c.pool
             )),
-            Ok(p) => self.execute(&c, log.clone(), cancel, p.env).await,
+            Ok(p) => self.execute(&c, log.clone(), cancel, stop, p.env).await,
         };
-        let stop = *reason.lock().unwrap_or_else(|e| e.into_inner());
+        let reason = *reason.lock().unwrap_or_else(|e| e.into_inner());
+        let asked = *asked.lock().unwrap_or_else(|e| e.into_inner());
         // The try stays in `running` (so its lease is renewed) until its outcome is recorded.
-        self.record(&c, stop, result, &log, end_tx, writer).await;
-        let mut running = self.lock_running();
-        if running
-            .get(&c.ti_id)
-            .is_some_and(|r| r.try_number == c.try_number)
-        {
-            running.remove(&c.ti_id);
-        }
+        self.record(&c, (reason, asked), result, &log, end_tx, writer)
+            .await;
+        self.lock_running().remove(&c.ti_id);
     }
 }

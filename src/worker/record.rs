@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
 use super::logs::LOG_END_WAIT;
-use super::{StopReason, Worker};
+use super::{AskedToStop, StopReason, Worker};
 use crate::core::retry::FailedTry;
 use crate::core::{Duration, LogLine, LogStream};
 use crate::db;
@@ -31,7 +31,7 @@ impl Worker {
     pub(super) async fn record(
         &self,
         c: &Claimed,
-        stop: Option<StopReason>,
+        (stop, asked): (Option<StopReason>, Option<AskedToStop>),
         result: anyhow::Result<operators::Outcome>,
         log: &TaskLog,
         end_logs: oneshot::Sender<()>,
@@ -57,6 +57,22 @@ impl Worker {
             (Some(StopReason::Shutdown), _) => {
                 log.info("Worker shutting down: the task goes back to the queue");
                 Some(Finish::GiveBack)
+            }
+            // An operator that runs until stopped was asked to stop: at shutdown its work
+            // goes on elsewhere; on a pause its run ends (it resumes when a run starts again).
+            (None, Ok(out)) if out.interrupted && asked == Some(AskedToStop::Shutdown) => {
+                log.info("Stopped for the worker's shutdown: the task goes back to the queue");
+                Some(Finish::GiveBack)
+            }
+            (None, Ok(out)) if out.interrupted && asked == Some(AskedToStop::Paused) => {
+                log.info("Stopped because the DAG was paused; marking task as SUCCESS");
+                Some(Finish::Success {
+                    xcom: out
+                        .xcom
+                        .into_iter()
+                        .map(|(k, v)| (k, mask_json(log, v)))
+                        .collect(),
+                })
             }
             (None, Ok(out)) if out.skipped => {
                 log.info("Marking task as SKIPPED");

@@ -91,6 +91,7 @@ fn every_shipped_dag_loads_with_the_real_parser() {
         "example_publish",
         "example_sink",
         "example_http",
+        "user_stream",
     ] {
         assert!(bag.dags.keys().any(|d| d.as_str() == id), "{id} missing");
     }
@@ -109,6 +110,14 @@ fn every_shipped_dag_loads_with_the_real_parser() {
     let order: Vec<&str> = ua.tasks.iter().map(|t| t.task_id.as_str()).collect();
     assert_eq!(order, ["fetch_users", "publish_users", "sink_users"]);
     assert!(ua.tasks.iter().all(|t| t.retries == 2));
+    let us = &bag
+        .dags
+        .values()
+        .find(|d| d.dag.dag_id.as_str() == "user_stream")
+        .unwrap()
+        .dag;
+    assert_eq!(us.schedule, updraft::core::Schedule::Continuous);
+    assert_eq!(us.max_active_runs, 1);
 }
 
 #[test]

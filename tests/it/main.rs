@@ -33,6 +33,8 @@ mod pipeline;
 mod pipeline_e2e;
 mod spec;
 mod standalone;
+mod streams;
+mod streams_api;
 mod templates;
 mod web;
 mod web_detail;

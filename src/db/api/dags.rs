@@ -188,6 +188,14 @@ pub async fn version(pool: &PgPool, dag_id: &str, number: i64) -> sqlx::Result<O
     .await
 }
 
+/// The stored spec of a DAG version, by its id.
+pub async fn version_spec(pool: &PgPool, version_id: i64) -> sqlx::Result<serde_json::Value> {
+    sqlx::query_scalar("SELECT spec FROM dag_versions WHERE id = $1")
+        .bind(version_id)
+        .fetch_one(pool)
+        .await
+}
+
 /// A DAG's file content: of the given version number, or of the current version; with
 /// the version's number.
 pub async fn source(

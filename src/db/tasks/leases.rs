@@ -55,22 +55,31 @@ pub async fn unregister_worker(pool: &PgPool, worker: Uuid) -> sqlx::Result<()> 
     Ok(())
 }
 
+/// A try still held by the worker that asked, and whether its DAG is paused now (a
+/// continuous task then stops).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct Held {
+    pub ti_id: i64,
+    pub dag_paused: bool,
+}
+
 /// Which of the worker's tries `(ti_id, try_number)` are still its own and running; a try
 /// missing from the answer was taken away. A plain read: it locks nothing.
 pub async fn held_tries(
     pool: &PgPool,
     worker: Uuid,
     tries: &[(i64, i32)],
-) -> sqlx::Result<Vec<i64>> {
+) -> sqlx::Result<Vec<Held>> {
     if tries.is_empty() {
         return Ok(Vec::new());
     }
     let ids: Vec<i64> = tries.iter().map(|t| t.0).collect();
     let numbers: Vec<i32> = tries.iter().map(|t| t.1).collect();
-    sqlx::query_scalar(
-        "SELECT t.id FROM task_instances t
+    sqlx::query_as(
+        "SELECT t.id AS ti_id, coalesce(d.is_paused, false) AS dag_paused FROM task_instances t
          JOIN UNNEST($2::bigint[], $3::int[]) AS x(id, try_number)
            ON t.id = x.id AND t.try_number = x.try_number
+         LEFT JOIN dags d ON d.dag_id = t.dag_id
          WHERE t.state = 'running' AND t.lease_owner = $1",
     )
     .bind(worker)

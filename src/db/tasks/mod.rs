@@ -37,7 +37,7 @@ pub use finish::{
 };
 pub use leases::{
     expired_leases, held_tries, register_worker, release_lease, unregister_worker,
-    worker_heartbeat, Expired,
+    worker_heartbeat, Expired, Held,
 };
 
 /// XCom values of the given upstream tasks in a run: `(task_id, key, value)`.

@@ -9,6 +9,7 @@
 //! [`EmbeddedKafka::create_topic`]) and loses everything when the process exits.
 
 mod embedded;
+pub mod monitor;
 pub mod producers;
 
 use rdkafka::ClientConfig;

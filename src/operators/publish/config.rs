@@ -43,6 +43,18 @@ pub struct Config {
     /// `message.timeout.ms`); past it the try fails and the retry policy applies.
     #[serde(default = "thirty_seconds")]
     pub delivery_timeout: Duration,
+    /// The record schema (contract) records must match: that of this fetch task. Default:
+    /// the nearest fetch task upstream, if there is one. A record that does not match goes
+    /// to `dead_letter_topic` instead, with the reason in its `updraft.error` header.
+    #[serde(default)]
+    pub schema_from: Option<crate::operators::contract::SchemaFrom>,
+    /// Where records that break the contract go. Default `<topic>.dlq`.
+    #[serde(default)]
+    pub dead_letter_topic: Option<String>,
+    /// Fail the task, before publishing anything, when more records than this break the
+    /// contract. Default: no limit; each is logged and counted.
+    #[serde(default)]
+    pub max_dead_letters: Option<u64>,
     /// Extra librdkafka producer properties (e.g. `security.protocol`, `compression.type`).
     /// `enable.idempotence=true` and `acks=all` are always set on top of them.
     #[serde(default)]

@@ -5,6 +5,7 @@ use futures::StreamExt;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::ClientConfig;
 use serde_json::{json, Value};
@@ -90,10 +91,38 @@ pub async fn run(config: Config, ctx: &TaskContext) -> Result<Outcome, OperatorE
         }
     ));
 
+    // Records that break the contract go to the dead-letter topic, with the reason.
+    let dead_letter_topic = config
+        .dead_letter_topic
+        .clone()
+        .unwrap_or_else(|| format!("{}.dlq", config.topic));
+    let verdicts: Vec<Option<String>> = config
+        .records
+        .iter()
+        .map(|r| ctx.contract.as_ref().and_then(|c| c.check(r).err()))
+        .collect();
+    let dead = verdicts.iter().filter(|v| v.is_some()).count();
+    for (i, reason) in verdicts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| Some((i, v.as_ref()?)))
+        .take(20)
+    {
+        ctx.log.info(format!(
+            "Record {i} {reason}; sent to `{dead_letter_topic}`"
+        ));
+    }
+    if let Some(max) = config.max_dead_letters.filter(|&m| dead as u64 > m) {
+        return Err(OperatorError::new(
+            Reason::Schema,
+            format!("{dead} records break the record schema, more than max_dead_letters ({max}); nothing was published"),
+        ));
+    }
+
     let started = Instant::now();
     let mut pending = FuturesUnordered::new();
     let mut unkeyed = 0usize;
-    for record in &config.records {
+    for (record, reason) in config.records.iter().zip(&verdicts) {
         let payload = serde_json::to_vec(record).map_err(|e| {
             OperatorError::new(
                 Reason::Schema,
@@ -104,9 +133,19 @@ pub async fn run(config: Config, ctx: &TaskContext) -> Result<Outcome, OperatorE
         if config.key_field.is_some() && key.is_none() {
             unkeyed += 1;
         }
-        let mut message = FutureRecord::<Vec<u8>, Vec<u8>>::to(&config.topic).payload(&payload);
+        let topic = match reason {
+            Some(_) => dead_letter_topic.as_str(),
+            None => config.topic.as_str(),
+        };
+        let mut message = FutureRecord::<Vec<u8>, Vec<u8>>::to(topic).payload(&payload);
         if let Some(k) = &key {
             message = message.key(k);
+        }
+        if let Some(r) = reason {
+            message = message.headers(OwnedHeaders::new().insert(Header {
+                key: "updraft.error",
+                value: Some(r.as_bytes()),
+            }));
         }
         // Enqueue without blocking; when librdkafka's queue is full, let deliveries drain.
         // Backpressure, not a retry of a failure (so not `operators::retry`): the queue
@@ -183,14 +222,20 @@ pub async fn run(config: Config, ctx: &TaskContext) -> Result<Outcome, OperatorE
         };
         return Err(error);
     }
+    let dead_letters = if dead > 0 {
+        format!(" (and {dead} dead letters to `{dead_letter_topic}`)")
+    } else {
+        String::new()
+    };
     ctx.log.info(format!(
-        "Published {acked} records to topic `{}`, all acknowledged, in {secs:.3}s ({:.0} records/s)",
+        "Published {} records to topic `{}`{dead_letters}, all acknowledged, in {secs:.3}s ({:.0} records/s)",
+        acked - dead,
         config.topic,
         acked as f64 / secs
     ));
     pooled.keep();
     Ok(Outcome::returning(
-        json!({"topic": config.topic, "published": acked}),
+        json!({"topic": config.topic, "published": acked - dead, "dead_letters": dead}),
     ))
 }
 

@@ -38,7 +38,7 @@ async fn publishes_every_record_and_reads_back_the_same() {
         .unwrap();
     assert_eq!(
         out.xcom[0].1,
-        json!({"topic": "users_created", "published": 500})
+        json!({"topic": "users_created", "published": 500, "dead_letters": 0})
     );
     let servers = kafka.bootstrap_servers();
     let got = tokio::task::spawn_blocking(move || {

@@ -27,6 +27,18 @@ pub struct Config {
     /// The topic to consume.
     #[serde(default = "crate::operators::publish::default_topic")]
     pub topic: String,
+    /// `batch` (default): stop when caught up with the end offsets as of start, so the task
+    /// fits a DAG run. `continuous`: keep consuming until stopped: the worker's shutdown
+    /// (the task goes back to the queue and another worker resumes it), a pause of the DAG
+    /// (the task succeeds; a run after the unpause resumes from the committed offsets), the
+    /// loss of its lease, or `max_records` / `max_duration`. Meant for `schedule:
+    /// '@continuous'` DAGs; a topic that does not exist yet is waited for.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Continuous mode: a batch is written (and its offsets committed) at the latest this long
+    /// after its first message arrived, so a slow trickle of records lands within it.
+    #[serde(default = "default_linger")]
+    pub linger: Duration,
     /// The consumer group; sink tasks sharing it share the topic's partitions, and each run
     /// resumes where the group's committed offsets say. Default `updraft.<dag_id>.<task_id>`.
     #[serde(default)]
@@ -75,9 +87,29 @@ pub struct Config {
     /// Cassandra targets: inserts in flight at once.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// The record schema (contract) records must match: that of this fetch task. Default:
+    /// the nearest fetch task upstream, if there is one. A record that does not match is a
+    /// dead letter, with the reason.
+    #[serde(default)]
+    pub schema_from: Option<crate::operators::contract::SchemaFrom>,
+    /// Fail the task once more than this many dead letters were kept (they are written, and
+    /// their offsets committed, first). Default: no limit; each is logged and counted.
+    #[serde(default)]
+    pub max_dead_letters: Option<u64>,
     /// Extra librdkafka consumer properties. `enable.auto.commit` stays `false`.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+}
+
+/// How long a sink runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Until caught up with the end offsets as of start.
+    #[default]
+    Batch,
+    /// Until stopped.
+    Continuous,
 }
 
 /// Where rows go.
@@ -265,6 +297,12 @@ impl Config {
                 "`batch_size` and `concurrency` must be at least 1".into(),
             ));
         }
+        if self.linger == Duration::ZERO || self.linger > Duration::from_secs(60) {
+            errors.push((
+                "with.linger".into(),
+                "`linger` must be more than 0 and at most 60s".into(),
+            ));
+        }
         // A batch is held in memory; so is every insert in flight.
         if self.batch_size > MAX_BATCH || self.concurrency > MAX_CONCURRENCY {
             errors.push((
@@ -324,6 +362,9 @@ fn default_batch() -> usize {
 }
 fn default_concurrency() -> usize {
     64
+}
+fn default_linger() -> Duration {
+    Duration::from_millis(100)
 }
 fn ten_seconds() -> Duration {
     Duration::from_secs(10)

@@ -22,10 +22,14 @@ mod consume;
 pub mod postgres;
 mod progress;
 pub mod record;
+pub mod replay;
 mod run;
+mod stream;
 #[cfg(test)]
 mod tests;
 mod write;
 
-pub use config::{default_columns, split_hosts, valid_identifier, Config, Target, DEFAULT_CONN_ID};
+pub use config::{
+    default_columns, split_hosts, valid_identifier, Config, Mode, Target, DEFAULT_CONN_ID,
+};
 pub use run::run;

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::operators::contract::Contract;
+
 /// A message as consumed, owned so a batch outlives the consumer's buffers.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Message {
@@ -35,6 +37,29 @@ pub fn parse(message: &Message, columns: &[String]) -> Result<Row, String> {
         .as_deref()
         .ok_or("the message has no payload")?;
     let value: Value = serde_json::from_slice(payload).map_err(|e| format!("not JSON: {e}"))?;
+    parse_value(&value, columns)
+}
+
+/// Like [`parse`], and the record must match the contract, if there is one.
+pub fn parse_checked(
+    message: &Message,
+    columns: &[String],
+    contract: Option<&Contract>,
+) -> Result<Row, String> {
+    let Some(contract) = contract else {
+        return parse(message, columns);
+    };
+    let payload = message
+        .payload
+        .as_deref()
+        .ok_or("the message has no payload")?;
+    let value: Value = serde_json::from_slice(payload).map_err(|e| format!("not JSON: {e}"))?;
+    contract.check(&value)?;
+    parse_value(&value, columns)
+}
+
+/// A JSON record into a row of `columns`.
+fn parse_value(value: &Value, columns: &[String]) -> Result<Row, String> {
     let object = value.as_object().ok_or("not a JSON object")?;
     let id = match object.get("id") {
         None | Some(Value::Null) => return Err("missing `id`".into()),
@@ -63,12 +88,16 @@ pub fn text(v: &Value) -> Option<String> {
 /// Splits a batch into rows and dead letters. Rows are de-duplicated by id, the last message
 /// winning, because one upsert statement may not touch a row twice; the result is the same
 /// as writing the messages one by one in order.
-pub fn split(messages: &[Message], columns: &[String]) -> (Vec<Row>, Vec<DeadLetter>) {
+pub fn split(
+    messages: &[Message],
+    columns: &[String],
+    contract: Option<&Contract>,
+) -> (Vec<Row>, Vec<DeadLetter>) {
     let mut rows: Vec<Row> = Vec::with_capacity(messages.len());
     let mut index: HashMap<Uuid, usize> = HashMap::with_capacity(messages.len());
     let mut dead = Vec::new();
     for m in messages {
-        match parse(m, columns) {
+        match parse_checked(m, columns, contract) {
             Ok(row) => match index.get(&row.id) {
                 Some(&i) => rows[i] = row,
                 None => {

@@ -6,19 +6,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::metadata::Metadata;
 use rdkafka::producer::FutureProducer;
 use rdkafka::ClientConfig;
 use serde_json::json;
 
 use super::cassandra::{self, CqlWriter};
-use super::config::{Config, Target};
+use super::config::{Config, Mode, Target};
 use super::consume::consume;
 use super::postgres::{self, PgWriter};
 use super::progress;
+use super::stream;
 use super::write::Writer;
 use crate::core::log::mask_uri;
 use crate::operators::error::classify;
-use crate::operators::{OperatorError, Outcome, TaskContext};
+use crate::operators::{OperatorError, Outcome, Reason, TaskContext};
 
 /// Where to look when the brokers do not answer.
 const BROKERS_HINT: &str =
@@ -84,31 +86,47 @@ pub async fn run(config: Config, ctx: &TaskContext) -> Result<Outcome, OperatorE
             ("heartbeat.interval.ms", heartbeat),
         ],
     );
+    if config.mode == Mode::Continuous {
+        // A stream's latency: brokers answer a fetch when data arrives, but librdkafka's mock
+        // cluster holds it for `fetch.wait.max.ms` (default 500 ms) whatever comes meanwhile.
+        crate::operators::kafka::set_defaults(
+            &mut cc,
+            &config.properties,
+            &[("fetch.wait.max.ms", "50")],
+        );
+    }
     let consumer: Arc<StreamConsumer> = Arc::new(cc.create().map_err(|e| {
         classify::kafka_error("could not create a Kafka consumer", &e)
             .hint("check the task's `properties`")
     })?);
     // The brokers must answer and the topic must exist before anything else is set up.
-    let (c, topic) = (consumer.clone(), config.topic.clone());
-    let metadata = tokio::task::spawn_blocking(move || c.fetch_metadata(Some(&topic), timeout))
-        .await
-        .map_err(|e| OperatorError::internal("the metadata request's thread failed", e))?
-        .map_err(|e| {
-            classify::kafka_error(
-                format_args!(
-                    "could not reach Kafka at {} within {}",
-                    mask_uri(&servers),
-                    config.connect_timeout
-                ),
-                &e,
-            )
-            .hint(BROKERS_HINT)
-        })?;
-    let exists = metadata
-        .topics()
-        .iter()
-        .any(|t| t.name() == config.topic && t.error().is_none() && !t.partitions().is_empty());
-    if !exists {
+    let fetch = || {
+        let (c, topic) = (consumer.clone(), config.topic.clone());
+        let servers = &servers;
+        async move {
+            tokio::task::spawn_blocking(move || c.fetch_metadata(Some(&topic), timeout))
+                .await
+                .map_err(|e| OperatorError::internal("the metadata request's thread failed", e))?
+                .map_err(|e| {
+                    classify::kafka_error(
+                        format_args!(
+                            "could not reach Kafka at {} within {}",
+                            mask_uri(servers),
+                            config.connect_timeout
+                        ),
+                        &e,
+                    )
+                    .hint(BROKERS_HINT)
+                })
+        }
+    };
+    let exists = |m: &Metadata| {
+        m.topics()
+            .iter()
+            .any(|t| t.name() == config.topic && t.error().is_none() && !t.partitions().is_empty())
+    };
+    let mut metadata = fetch().await?;
+    if !exists(&metadata) && config.mode == Mode::Batch {
         ctx.log.info(format!(
             "Topic `{}` does not exist (yet): nothing to sink",
             config.topic
@@ -117,6 +135,26 @@ pub async fn run(config: Config, ctx: &TaskContext) -> Result<Outcome, OperatorE
         return Ok(Outcome::returning(json!({
             "consumed": 0, "rows": 0, "dead_letters": 0, "stopped": "the topic does not exist",
         })));
+    }
+    if !exists(&metadata) {
+        ctx.log.info(format!(
+            "Topic `{}` does not exist yet; waiting for it",
+            config.topic
+        ));
+        while !exists(&metadata) {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = ctx.stop.cancelled() => {
+                    close(consumer, ctx, timeout).await;
+                    return Ok(stream::stopped_before_start());
+                }
+                _ = ctx.cancel.cancelled() => {
+                    close(consumer, ctx, timeout).await;
+                    return Err(OperatorError::new(Reason::Cancelled, "sink was cancelled while waiting for its topic"));
+                }
+            }
+            metadata = fetch().await?;
+        }
     }
 
     let writer = match &target {
@@ -155,14 +193,17 @@ pub async fn run(config: Config, ctx: &TaskContext) -> Result<Outcome, OperatorE
         }
     };
 
-    // Where every partition ends now: the task is done when the group has read this far.
+    // Where every partition ends now: a batch sink is done when the group has read this far.
     let partitions: Vec<i32> = metadata
         .topics()
         .iter()
         .filter(|t| t.name() == config.topic)
         .flat_map(|t| t.partitions().iter().map(|p| p.id()))
         .collect();
-    let bounds = progress::bounds(&consumer, &config.topic, partitions, timeout).await?;
+    let bounds = match config.mode {
+        Mode::Batch => Some(progress::bounds(&consumer, &config.topic, partitions, timeout).await?),
+        Mode::Continuous => None,
+    };
 
     consumer.subscribe(&[config.topic.as_str()]).map_err(|e| {
         classify::kafka_error(
@@ -171,7 +212,10 @@ pub async fn run(config: Config, ctx: &TaskContext) -> Result<Outcome, OperatorE
         )
     })?;
 
-    let result = consume(&config, ctx, &consumer, &writer, bounds).await;
+    let result = match bounds {
+        Some(bounds) => consume(&config, ctx, &consumer, &writer, bounds).await,
+        None => stream::stream(&config, ctx, &consumer, &writer).await,
+    };
     close(consumer, ctx, timeout).await;
     result
 }

@@ -82,7 +82,7 @@ fn batches_dedupe_by_id_last_wins_and_keep_dead_letters() {
         msg(0, 11, "garbage"),
         msg(0, 12, &format!(r#"{{"id":"{A}","first_name":"new"}}"#)),
     ];
-    let (rows, dead) = split(&batch, &c);
+    let (rows, dead) = split(&batch, &c, None);
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0].values[0].as_deref(), Some("new"));
     assert_eq!(dead.len(), 1);
@@ -314,4 +314,73 @@ async fn errors_say_whether_another_try_can_help() {
     .await
     .unwrap_err();
     assert_eq!(err.reason(), Reason::BadConfig, "{err}");
+}
+
+#[test]
+fn mode_defaults_to_batch_and_linger_is_bounded() {
+    let c: Config = serde_json::from_value(json!({})).unwrap();
+    assert_eq!(c.mode, Mode::Batch);
+    assert_eq!(c.linger, crate::core::Duration::from_millis(100));
+    let c: Config =
+        serde_json::from_value(json!({"mode": "continuous", "linger": "50ms"})).unwrap();
+    assert_eq!(c.mode, Mode::Continuous);
+    assert!(c.validate().is_empty());
+    assert!(serde_json::from_value::<Config>(json!({"mode": "forever"})).is_err());
+    for bad in ["0s", "2m"] {
+        let c: Config = serde_json::from_value(json!({"linger": bad})).unwrap();
+        assert_eq!(c.validate()[0].0, "with.linger", "{bad}");
+    }
+}
+
+/// A continuous sink asked to stop before its topic exists returns at once, marked
+/// `interrupted` so the worker hands it back (or ends the paused run).
+#[tokio::test]
+async fn continuous_sink_waiting_for_its_topic_stops_when_asked() {
+    let kafka = crate::operators::kafka::EmbeddedKafka::start(1).unwrap();
+    let env = OperatorEnv {
+        kafka_bootstrap_servers: Some(kafka.bootstrap_servers()),
+        sink_postgres_url: Some("postgres://nobody@127.0.0.1:1/none".into()),
+        ..Default::default()
+    };
+    let (ctx, _log) = crate::operators::TaskContext::for_test(env);
+    let config: Config =
+        serde_json::from_value(json!({"mode": "continuous", "topic": "not_there_yet"})).unwrap();
+    ctx.stop.cancel();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(20), run(config, &ctx))
+        .await
+        .expect("stops when asked")
+        .unwrap();
+    assert!(out.interrupted);
+    assert_eq!(out.xcom[0].1["consumed"], 0);
+}
+
+#[test]
+fn records_breaking_the_contract_are_dead_letters_with_the_reason() {
+    use crate::operators::contract::{record_schema, Contract};
+    let fields = crate::operators::fetch::Fields(vec![
+        ("id".into(), "$uuid".into()),
+        ("email".into(), "email".into()),
+    ]);
+    let contract = Contract::compile(&record_schema("d.fetch", &fields).unwrap()).unwrap();
+    let batch = vec![
+        msg(0, 0, &format!(r#"{{"id": "{A}", "email": "a@b"}}"#)),
+        msg(0, 1, &format!(r#"{{"id": "{B}"}}"#)),
+        msg(0, 2, &format!(r#"{{"id": "{B}", "email": null}}"#)),
+    ];
+    let c = cols(&["email"]);
+    let (rows, dead) = split(&batch, &c, Some(&contract));
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].values, vec![Some("a@b".to_string())]);
+    assert_eq!(dead.len(), 2);
+    assert_eq!(
+        dead[0].error,
+        "breaks the record schema of d.fetch: `email` is missing"
+    );
+    assert!(
+        dead[1].error.contains("`email` is null"),
+        "{}",
+        dead[1].error
+    );
+    // Without a contract, only the sink's own checks apply.
+    assert_eq!(split(&batch, &c, None).0.len(), 2);
 }

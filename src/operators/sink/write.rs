@@ -16,7 +16,7 @@ use super::progress::Progress;
 use super::record::{self, Message};
 use crate::operators::error::classify;
 use crate::operators::retry::{retry, RetryPolicy};
-use crate::operators::{OperatorError, TaskContext};
+use crate::operators::{OperatorError, Reason, TaskContext};
 
 /// The two targets; a closed set, so an enum rather than a trait object.
 pub(super) enum Writer {
@@ -54,7 +54,7 @@ pub(super) async fn flush(
     if batch.is_empty() {
         return Ok(());
     }
-    let (rows, dead) = record::split(batch, &config.columns);
+    let (rows, dead) = record::split(batch, &config.columns, ctx.contract.as_deref());
     for d in dead.iter().take(20) {
         ctx.log.info(format!(
             "Invalid message at partition {} offset {}: {}; kept as a dead letter",
@@ -87,7 +87,28 @@ pub(super) async fn flush(
             "Committing offsets failed ({e}); the rows are written and a replay is harmless"
         ));
     }
+    if let Some(max) = config.max_dead_letters.filter(|&m| counts.dead > m) {
+        // Permanent: the same records break the contract on every try. They are kept, and
+        // their offsets committed, so a rerun after a fix does not meet them again.
+        return Err(OperatorError::new(
+            Reason::Schema,
+            format!(
+                "{} dead letters, more than max_dead_letters ({max}); they are kept with their reasons ({}), {} rows are written",
+                counts.dead,
+                dead_letter_place(config, writer),
+                counts.rows
+            ),
+        ));
+    }
     Ok(())
+}
+
+/// Where this sink keeps its dead letters, for messages.
+fn dead_letter_place(config: &Config, writer: &Writer) -> String {
+    match writer {
+        Writer::Postgres(_) => format!("table {}.{}_dead_letter", config.keyspace, config.table),
+        Writer::Cassandra(_) => format!("topic {}", config.dead_letter_topic()),
+    }
 }
 
 /// A commit that failed because the group moved the partitions elsewhere: not an error of

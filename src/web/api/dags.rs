@@ -408,6 +408,42 @@ pub async fn version(
     Ok(Json(models::version_row(&dag_id, &v)))
 }
 
+/// `GET /dags/{dag_id}/dagVersions/{version_number}/recordSchemas` (updraft's own): the
+/// record schema each fetch task of that version declares, as JSON Schema. Derived from
+/// the version's stored spec, so a version's schemas never change.
+pub async fn record_schemas(
+    State(st): State<AppState>,
+    Path((dag_id, number)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    Query::parse(raw.as_deref(), &no_params())?;
+    let n: i64 = number.parse().map_err(|_| {
+        ApiError::validation(
+            &["path", "version_number"],
+            "int_parsing",
+            "Input should be a valid integer, unable to parse string as an integer",
+            &number,
+        )
+    })?;
+    let v = q::version(&st.pool, &dag_id, n).await?.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "The DagVersion with dag_id: `{dag_id}` and version_number: `{n}` was not found"
+        ))
+    })?;
+    let spec = q::version_spec(&st.pool, v.id).await?;
+    let dag = crate::dag::spec::from_stored(spec).map_err(ApiError::internal)?;
+    let schemas: Vec<Value> = crate::dag::contracts::record_schemas(&dag)
+        .into_iter()
+        .map(|(task_id, schema)| json!({"task_id": task_id, "schema": schema}))
+        .collect();
+    Ok(Json(json!({
+        "dag_id": dag_id,
+        "version_number": n,
+        "total_entries": schemas.len(),
+        "schemas": schemas,
+    })))
+}
+
 pub fn warnings_params() -> Params {
     Params::new()
         .page()

@@ -33,6 +33,7 @@ pub mod operate;
 pub mod pools;
 pub mod query;
 pub mod runs;
+pub mod streams;
 pub mod task_instances;
 pub mod ti_models;
 pub mod variables;
@@ -48,11 +49,20 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v2/dags/{dag_id}/details", get(dags::details))
         .route("/api/v2/dags/{dag_id}/tasks", get(dags::tasks))
         .route("/api/v2/dags/{dag_id}/tasks/{task_id}", get(dags::task))
+        .route(
+            "/api/v2/dags/{dag_id}/tasks/{task_id}/replay",
+            post(streams::replay),
+        )
         .route("/api/v2/dags/{dag_id}/dagVersions", get(dags::versions))
         .route(
             "/api/v2/dags/{dag_id}/dagVersions/{version_number}",
             get(dags::version),
         )
+        .route(
+            "/api/v2/dags/{dag_id}/dagVersions/{version_number}/recordSchemas",
+            get(dags::record_schemas),
+        )
+        .route("/api/v2/streams/topics", get(streams::topics))
         .route("/api/v2/dagSources/{dag_id}", get(dags::source))
         .route("/api/v2/dagStats", get(dags::stats))
         .route("/api/v2/dagWarnings", get(dags::warnings))

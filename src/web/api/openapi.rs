@@ -88,6 +88,15 @@ fn operations() -> Vec<Op> {
             .q(dags::versions_params()).ok(200, "DAGVersionCollectionResponse"),
         op("get", "/api/v2/dags/{dag_id}/dagVersions/{version_number}", "get_dag_version", "Get a DAG version")
             .ok(200, "DagVersionResponse"),
+        op("get", "/api/v2/dags/{dag_id}/dagVersions/{version_number}/recordSchemas", "get_record_schemas",
+           "updraft: the record schemas (JSON Schema) a DAG version's fetch tasks declare; publish and sink check records against them")
+            .ok(200, "RecordSchemaCollectionResponse"),
+        op("post", "/api/v2/dags/{dag_id}/tasks/{task_id}/replay", "replay_sink",
+           "updraft: move a sink task's consumer group to the beginning, an offset or a time (pause a continuous DAG first)")
+            .body("ReplayBody").ok(200, "ReplayResponse").errors(&[400, 401, 403, 404, 409, 422]),
+        op("get", "/api/v2/streams/topics", "get_stream_topics",
+           "updraft: the topics the DAGs publish to and consume from; per partition the offsets, per consumer group the committed offsets and lag")
+            .ok(200, "StreamTopicCollectionResponse").errors(&[401, 403, 422]),
         op("get", "/api/v2/dagSources/{dag_id}", "get_dag_source", "A DAG's file (JSON, or text/plain)")
             .q(dags::source_params()).ok(200, "DAGSourceResponse").errors(&[400, 401, 403, 404, 406, 422]),
         op("get", "/api/v2/dagStats", "get_dag_stats", "Runs per state of each DAG")

@@ -154,6 +154,63 @@ pub fn schemas() -> Value {
         obj(&["is_paused"], json!({"is_paused": b})),
     );
     out.insert("DagVersionResponse".into(), obj(&["id", "version_number", "dag_id", "created_at"], json!({"id": {"type": "string", "format": "uuid"}, "version_number": i, "dag_id": s, "dag_display_name": s, "bundle_name": sn, "bundle_version": sn, "bundle_url": sn, "created_at": dt})));
+    let partition = obj(
+        &["partition", "low", "end"],
+        json!({"partition": i, "low": i, "end": i}),
+    );
+    let group_partition = obj(
+        &["partition", "committed", "lag"],
+        json!({"partition": i, "committed": {"type": ["integer", "null"]}, "lag": i}),
+    );
+    let topic_task = obj(
+        &["dag_id", "task_id", "role", "topic", "group"],
+        json!({"dag_id": s, "task_id": s, "role": {"type": "string", "enum": ["publishes", "consumes"]}, "topic": s, "group": sn}),
+    );
+    out.insert(
+        "StreamTopicCollectionResponse".into(),
+        obj(
+            &["topics", "total_entries"],
+            json!({"total_entries": i, "topics": {"type": "array", "items": obj(
+                &["topic", "tasks"],
+                json!({"topic": s, "tasks": {"type": "array", "items": topic_task},
+                       "exists": b, "end_offset": i, "error": s,
+                       "partitions": {"type": "array", "items": partition},
+                       "groups": {"type": "array", "items": obj(
+                           &["group", "lag", "partitions"],
+                           json!({"group": s, "lag": i, "partitions": {"type": "array", "items": group_partition}}),
+                       )}}),
+            )}}),
+        ),
+    );
+    out.insert(
+        "ReplayBody".into(),
+        obj(
+            &["to"],
+            json!({"to": {"type": "string", "enum": ["beginning", "offset", "timestamp"]},
+                   "offset": {"type": "integer", "minimum": 0}, "timestamp": {"type": "string", "format": "date-time"},
+                   "partitions": {"type": "array", "items": i}}),
+        ),
+    );
+    out.insert(
+        "ReplayResponse".into(),
+        obj(
+            &["dag_id", "task_id", "group", "topic", "partitions"],
+            json!({"dag_id": s, "task_id": s, "group": s, "topic": s, "partitions": {"type": "array", "items": obj(
+                &["partition", "previous", "offset"],
+                json!({"partition": i, "previous": {"type": ["integer", "null"]}, "offset": i}),
+            )}}),
+        ),
+    );
+    out.insert(
+        "RecordSchemaCollectionResponse".into(),
+        obj(
+            &["dag_id", "version_number", "schemas", "total_entries"],
+            json!({"dag_id": s, "version_number": i, "total_entries": i, "schemas": {"type": "array", "items": obj(
+                &["task_id", "schema"],
+                json!({"task_id": s, "schema": {"type": "object", "description": "A JSON Schema (2020-12)"}}),
+            )}}),
+        ),
+    );
     out.insert(
         "DAGVersionCollectionResponse".into(),
         list_of("dag_versions", "DagVersionResponse"),
