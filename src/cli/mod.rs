@@ -263,14 +263,14 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<i32> {
     match cli.command {
         Command::Standalone(_) => runtime::standalone::run(&settings).await.map(|_| 0),
         Command::Scheduler => {
-            let pool = pool_for(&settings).await?;
             let shutdown = runtime::shutdown_on_signals();
+            let pool = pool_for(&settings).await?;
             runtime::run_engine(pool, settings.engine(), roles(true, false), shutdown).await?;
             Ok(0)
         }
         Command::Worker(_) => {
-            let pool = pool_for(&settings).await?;
             let shutdown = runtime::shutdown_on_signals();
+            let pool = pool_for(&settings).await?;
             runtime::run_engine(pool, settings.engine(), roles(false, true), shutdown).await?;
             Ok(0)
         }

@@ -86,30 +86,35 @@ impl InProcess {
     }
 }
 
-/// A token cancelled at the first SIGINT or SIGTERM.
+/// A token cancelled at the first SIGINT or SIGTERM. The handlers are in place when this
+/// returns (before any role starts), so a signal that comes while the process is still
+/// starting is a graceful stop too, not the default death that would leave its run
+/// directory behind.
 pub fn shutdown_on_signals() -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
+    #[cfg(unix)]
+    let handlers = {
+        use tokio::signal::unix::{signal, SignalKind};
+        signal(SignalKind::terminate())
+            .and_then(|term| Ok((term, signal(SignalKind::interrupt())?)))
+            .ok()
+    };
     tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
-        {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(_) => {
-                        let _ = ctrl_c.await;
-                        t.cancel();
-                        return;
-                    }
-                };
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
+        match handlers {
+            Some((mut term, mut int)) => {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            None => {
+                let _ = tokio::signal::ctrl_c().await;
             }
         }
         #[cfg(not(unix))]
-        let _ = ctrl_c.await;
+        let _ = tokio::signal::ctrl_c().await;
         info!("shutting down: finishing running tasks (Ctrl-C again to stop at once)");
         t.cancel();
         // A second signal stops at once; leases expire and other workers retry.
