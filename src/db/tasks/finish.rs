@@ -110,7 +110,7 @@ pub async fn finish(pool: &PgPool, item: FinishItem) -> sqlx::Result<Finished> {
 /// tasks are decided under their trigger rules, ready ones queued, skips and upstream
 /// failures cascaded, and the run ended when nothing is left. Workers batch the outcomes
 /// that arrive together, so a burst of short tasks shares one commit. Results come back in
-/// the order of `items`. Wake-ups (NOTIFY) follow the commit.
+/// the order of `items`. NOTIFY is delivered at commit.
 pub async fn finish_many(pool: &PgPool, items: &[FinishItem]) -> sqlx::Result<Vec<Finished>> {
     // Deadlocks cannot happen under the lock order; serialization failures cannot either at
     // READ COMMITTED. Retrying them anyway keeps a future mistake from losing outcomes.
@@ -133,8 +133,7 @@ async fn finish_batch(pool: &PgPool, items: &[FinishItem]) -> sqlx::Result<Vec<F
     runs.sort_unstable();
     runs.dedup();
 
-    let mut conn = pool.acquire().await?;
-    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    let mut tx = pool.begin().await?;
     sqlx::query("SELECT id FROM dag_runs WHERE id = ANY($1) ORDER BY id FOR UPDATE")
         .bind(&runs)
         .execute(&mut *tx)
@@ -185,29 +184,23 @@ async fn finish_batch(pool: &PgPool, items: &[FinishItem]) -> sqlx::Result<Vec<F
             None => Finished::LeaseLost,
         })
         .collect();
-    tx.commit().await?;
-    // Wake-ups go out after the commit, in a statement of their own: a transaction that
-    // NOTIFYs takes a cluster-wide lock for its commit, which would make every finish wait
-    // for the others' WAL flushes. NOTIFY only wakes (workers also poll), so one lost with a
-    // connection costs a poll interval at most.
     if queued_any {
-        notify(&mut *conn, WORKER_CHANNEL).await;
+        notify(&mut tx, WORKER_CHANNEL).await?;
     }
     if ended_any {
         // A slot under max_active_runs is free: let a scheduler start the next queued run.
-        notify(&mut *conn, SCHEDULER_CHANNEL).await;
+        notify(&mut tx, SCHEDULER_CHANNEL).await?;
     }
+    tx.commit().await?;
     Ok(results)
 }
 
-async fn notify(conn: &mut PgConnection, channel: &str) {
-    if let Err(e) = sqlx::query("SELECT pg_notify($1, '')")
+async fn notify(tx: &mut PgConnection, channel: &str) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_notify($1, '')")
         .bind(channel)
-        .execute(conn)
-        .await
-    {
-        tracing::debug!(error = %e, "a wake-up was not sent; workers and schedulers poll");
-    }
+        .execute(tx)
+        .await?;
+    Ok(())
 }
 
 /// The fenced state change of every item, in one statement: `ti_id → task_id` of the tries
