@@ -153,6 +153,10 @@ async fn fetch_page(
             Reason::Rejected | Reason::Malformed => {
                 error.hint("check `url` (or DATASOURCE_URL), `query` and `results_path`")
             }
+            Reason::Connection | Reason::Timeout => error.hint(
+                "check that this machine can reach the data source (DNS, network, proxy), or point \
+                 the task's `url`, the `datasource_default` connection or DATASOURCE_URL at one it can",
+            ),
             _ => error,
         }
     })

@@ -273,6 +273,9 @@ async fn connection_refused_is_retried_then_reported() {
         err.contains("could not connect") && err.contains("2 attempt"),
         "{err}"
     );
+    // The cause (refused) and what to change.
+    assert!(err.to_lowercase().contains("refused"), "{err}");
+    assert!(err.contains("DATASOURCE_URL"), "{err}");
 }
 
 #[tokio::test]
