@@ -47,6 +47,18 @@ async fn clear_and_mark_from_the_run_page_with_a_confirmation() {
         vec!["Clear failed tasks"]
     );
     assert_eq!(page.select(&sel(".task-clear")).count(), 4);
+    // The task instance's own page (where a grid cell leads) has the same actions.
+    let (_, ti_page) = app
+        .page(&s, "/dags/etl/runs/r1/tasks/transform/logs/1")
+        .await;
+    let action = ti_page
+        .select(&sel("#ti-actions"))
+        .next()
+        .and_then(|f| f.value().attr("action").map(str::to_string));
+    assert_eq!(
+        action.as_deref(),
+        Some("/dags/etl/runs/r1/tasks/transform/action")
+    );
 
     // First post: a confirmation listing exactly what will change; nothing changes yet.
     let csrf = s.csrf.clone();
@@ -167,6 +179,10 @@ async fn a_viewer_sees_no_action_buttons_and_cannot_post_them() {
     assert_eq!(page.select(&sel("#run-actions")).count(), 0);
     assert_eq!(page.select(&sel(".task-clear")).count(), 0);
     assert_eq!(page.select(&sel("#note-form")).count(), 0);
+    let (_, ti_page) = app
+        .page(&s, "/dags/etl/runs/r1/tasks/transform/logs/1")
+        .await;
+    assert_eq!(ti_page.select(&sel("#ti-actions")).count(), 0);
     let csrf = s.csrf.clone();
     let form = [
         ("csrf_token", csrf.as_str()),
