@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::models;
-use super::query::{Kind, Params, Query};
+use super::query::{path_int, Kind, Params, Query};
 use super::ApiJson;
 use crate::core::RunState;
 use crate::dag::Dag;
@@ -386,25 +386,27 @@ pub async fn versions(
     })))
 }
 
+/// A DAG's version by its number (a path parameter), or Airflow's 422 / 404.
+async fn find_version(
+    st: &AppState,
+    dag_id: &str,
+    number: &str,
+) -> Result<w::VersionRow, ApiError> {
+    let n: i64 = path_int("version_number", number)?;
+    q::version(&st.pool, dag_id, n).await?.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "The DagVersion with dag_id: `{dag_id}` and version_number: `{n}` was not found"
+        ))
+    })
+}
+
 pub async fn version(
     State(st): State<AppState>,
     Path((dag_id, number)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     Query::parse(raw.as_deref(), &no_params())?;
-    let n: i64 = number.parse().map_err(|_| {
-        ApiError::validation(
-            &["path", "version_number"],
-            "int_parsing",
-            "Input should be a valid integer, unable to parse string as an integer",
-            &number,
-        )
-    })?;
-    let v = q::version(&st.pool, &dag_id, n).await?.ok_or_else(|| {
-        ApiError::not_found(format!(
-            "The DagVersion with dag_id: `{dag_id}` and version_number: `{n}` was not found"
-        ))
-    })?;
+    let v = find_version(&st, &dag_id, &number).await?;
     Ok(Json(models::version_row(&dag_id, &v)))
 }
 
@@ -417,19 +419,7 @@ pub async fn record_schemas(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     Query::parse(raw.as_deref(), &no_params())?;
-    let n: i64 = number.parse().map_err(|_| {
-        ApiError::validation(
-            &["path", "version_number"],
-            "int_parsing",
-            "Input should be a valid integer, unable to parse string as an integer",
-            &number,
-        )
-    })?;
-    let v = q::version(&st.pool, &dag_id, n).await?.ok_or_else(|| {
-        ApiError::not_found(format!(
-            "The DagVersion with dag_id: `{dag_id}` and version_number: `{n}` was not found"
-        ))
-    })?;
+    let v = find_version(&st, &dag_id, &number).await?;
     let spec = q::version_spec(&st.pool, v.id).await?;
     let dag = crate::dag::spec::from_stored(spec).map_err(ApiError::internal)?;
     let schemas: Vec<Value> = crate::dag::contracts::record_schemas(&dag)
@@ -438,7 +428,7 @@ pub async fn record_schemas(
         .collect();
     Ok(Json(json!({
         "dag_id": dag_id,
-        "version_number": n,
+        "version_number": v.number,
         "total_entries": schemas.len(),
         "schemas": schemas,
     })))

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::dags::no_params;
 use super::models;
-use super::query::{Params, Query};
+use super::query::{path_int, Params, Query};
 use crate::db::api::dags::{self as q, ImportErrorQuery, IMPORT_ERROR_SORT};
 use crate::web::error::ApiError;
 use crate::web::AppState;
@@ -81,14 +81,7 @@ pub async fn import_error(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     Query::parse(raw.as_deref(), &no_params())?;
-    let n: i64 = id.parse().map_err(|_| {
-        ApiError::validation(
-            &["path", "import_error_id"],
-            "int_parsing",
-            "Input should be a valid integer, unable to parse string as an integer",
-            &id,
-        )
-    })?;
+    let n: i64 = path_int("import_error_id", &id)?;
     let query = ImportErrorQuery {
         id: Some(n),
         ..Default::default()

@@ -189,14 +189,9 @@ impl Query {
     pub fn int(&self, name: &str) -> Result<Option<i64>, ApiError> {
         self.str(name)
             .map(|v| {
-                v.trim().parse::<i64>().map_err(|_| {
-                    bad(
-                        name,
-                        "int_parsing",
-                        "Input should be a valid integer, unable to parse string as an integer",
-                        v,
-                    )
-                })
+                v.trim()
+                    .parse::<i64>()
+                    .map_err(|_| bad(name, "int_parsing", INT_PARSING, v))
             })
             .transpose()
     }
@@ -205,14 +200,9 @@ impl Query {
         self.list(name)
             .iter()
             .map(|v| {
-                v.trim().parse::<i64>().map_err(|_| {
-                    bad(
-                        name,
-                        "int_parsing",
-                        "Input should be a valid integer, unable to parse string as an integer",
-                        v,
-                    )
-                })
+                v.trim()
+                    .parse::<i64>()
+                    .map_err(|_| bad(name, "int_parsing", INT_PARSING, v))
             })
             .collect()
     }
@@ -345,6 +335,14 @@ impl Query {
 }
 
 /// An ISO 8601 datetime (a `Z` or offset; without one, UTC), or a date.
+/// An integer path parameter, refused as FastAPI does (`int_parsing` at `["path", name]`).
+pub fn path_int<T: std::str::FromStr>(name: &str, raw: &str) -> Result<T, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::validation(&["path", name], "int_parsing", INT_PARSING, raw))
+}
+
+const INT_PARSING: &str = "Input should be a valid integer, unable to parse string as an integer";
+
 pub fn parse_datetime(name: &str, v: &str) -> Result<DateTime<Utc>, ApiError> {
     let t = v.trim().replace(' ', "T");
     if let Ok(d) = DateTime::parse_from_rfc3339(&t) {

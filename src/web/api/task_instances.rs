@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::dags::{dag_not_found, no_params};
-use super::query::{parse_datetime, Kind, Params, Query};
+use super::query::{parse_datetime, path_int, Kind, Params, Query};
 use super::runs::{body_page, body_sort, find_run};
 use super::ti_models::{self as m, XComValue};
 use super::ApiJson;
@@ -348,7 +348,7 @@ pub async fn try_detail(
 ) -> Result<Json<Value>, ApiError> {
     let p = Query::parse(raw.as_deref(), &map_index_params())?;
     check_map_index(&p)?;
-    let n = parse_try(&try_raw, "task_try_number")?;
+    let n = path_int("task_try_number", &try_raw)?;
     let ti = find_ti(&st, &dag_id, &run_id, &task_id).await?;
     if n < 1 || n > ti.try_number {
         return Err(ApiError::not_found(format!(
@@ -361,17 +361,6 @@ pub async fn try_detail(
         n,
         logs.iter().find(|l| l.try_number == n),
     )))
-}
-
-fn parse_try(raw: &str, name: &str) -> Result<i32, ApiError> {
-    raw.parse().map_err(|_| {
-        ApiError::validation(
-            &["path", name],
-            "int_parsing",
-            "Input should be a valid integer, unable to parse string as an integer",
-            raw,
-        )
-    })
 }
 
 pub fn log_params() -> Params {
@@ -392,7 +381,7 @@ pub async fn logs(
 ) -> Result<Response, ApiError> {
     let p = Query::parse(raw.as_deref(), &log_params())?;
     check_map_index(&p)?;
-    let try_number = parse_try(&try_raw, "try_number")?;
+    let try_number = path_int("try_number", &try_raw)?;
     let ti = find_ti(&st, &dag_id, &run_id, &task_id).await?;
     if try_number < 1 || try_number > ti.try_number.max(1) {
         return Err(ApiError::not_found(format!(
