@@ -68,12 +68,7 @@ pub struct LogPage {
 impl LogPage {
     /// Where the task instance's action form posts (the run page's task actions).
     pub fn action_href(&self) -> String {
-        format!(
-            "/dags/{}/runs/{}/tasks/{}/action",
-            seg(&self.dag_id),
-            seg(&self.run_id),
-            seg(&self.task_id)
-        )
+        super::runs::task_action_href(&self.dag_id, &self.run_id, &self.task_id)
     }
     /// The task has not started, so an empty log is expected.
     pub fn not_started(&self) -> bool {

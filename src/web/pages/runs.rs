@@ -97,12 +97,7 @@ impl RunPage {
     }
     /// Where a task's action forms post.
     pub fn task_action_href(&self, task_id: &str) -> String {
-        format!(
-            "/dags/{}/runs/{}/tasks/{}/action",
-            seg(&self.run.dag_id),
-            seg(&self.run.run_id),
-            seg(task_id)
-        )
+        task_action_href(&self.run.dag_id, &self.run.run_id, task_id)
     }
     pub fn note_text(&self) -> String {
         self.run.note.clone().unwrap_or_default()
@@ -131,6 +126,17 @@ impl RunPage {
     pub fn duration(&self) -> String {
         fmt_duration(self.run.start_date, self.run.end_date)
     }
+}
+
+/// Where a task instance's action form (clear, mark) posts, from the run page and the task
+/// instance page alike.
+pub fn task_action_href(dag_id: &str, run_id: &str, task_id: &str) -> String {
+    format!(
+        "/dags/{}/runs/{}/tasks/{}/action",
+        seg(dag_id),
+        seg(run_id),
+        seg(task_id)
+    )
 }
 
 /// Every try of each task: the recorded ones, then the current one if it has started and is
