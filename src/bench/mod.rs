@@ -44,6 +44,12 @@ pub struct BenchArgs {
     /// How long the stream benchmark offers records at each rate, in seconds.
     #[arg(long, default_value_t = 10)]
     pub stream_seconds: u64,
+    /// The rates (records/s) the stream benchmark offers, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [1_000, 20_000])]
+    pub stream_rates: Vec<u64>,
+    /// After the rates, double the rate from 40,000/s (10 s each) until the sink falls behind.
+    #[arg(long)]
+    pub stream_ramp: bool,
 }
 
 pub async fn run(settings: &Settings, args: BenchArgs) -> anyhow::Result<()> {
@@ -110,16 +116,29 @@ pub async fn run(settings: &Settings, args: BenchArgs) -> anyhow::Result<()> {
     engine.stop().await?;
 
     if !args.no_memory {
-        let rss = idle_rss(&url).await?;
-        println!("\nstandalone idle memory (scheduler, worker and web server; empty DAGs folder; after 5 s)");
-        println!("  VmRSS {:>6.1} MB   VmHWM {:>6.1} MB", rss.0, rss.1);
+        let rss = standalone_rss(&url, &pool).await?;
+        println!("\nstandalone memory (scheduler, worker, web server and embedded broker)");
+        println!(
+            "  idle (empty DAGs folder, after 5 s)       VmRSS {:>6.1} MB   VmHWM {:>6.1} MB",
+            rss.idle.0, rss.idle.1
+        );
+        println!(
+            "  after 20 user_automation runs (5 s on)   VmRSS {:>6.1} MB",
+            rss.after_runs
+        );
     }
     if !args.no_pipeline {
         println!();
         pipeline::run(&url).await?;
     }
     if !args.no_stream {
-        stream::run(&url, args.stream_seconds).await?;
+        stream::run(
+            &url,
+            args.stream_seconds,
+            &args.stream_rates,
+            args.stream_ramp,
+        )
+        .await?;
     }
     pool.close().await;
     db::admin::drop_database(&admin, "updraft_bench").await?;
@@ -267,10 +286,23 @@ pub fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len()) - 1]
 }
 
+/// Standalone's resident memory: idle, and after `user_automation` ran 20 times.
+pub struct StandaloneRss {
+    /// VmRSS and VmHWM 5 s after start with an empty DAGs folder (VmHWM includes the
+    /// start-up peak, mostly the argon2 hash of the generated admin password).
+    pub idle: (f64, f64),
+    /// VmRSS 5 s after 20 runs of `user_automation` (50 users each, from a local stand-in
+    /// for randomuser.me, through the embedded broker into the sink) have finished.
+    pub after_runs: f64,
+}
+
 /// Starts `updraft standalone` on the bench database with an empty DAGs folder and a free
-/// port, waits 5 s, reads its resident memory (VmHWM includes the start-up peak, mostly the
-/// argon2 hash of the generated admin password), stops it.
-async fn idle_rss(url: &str) -> anyhow::Result<(f64, f64)> {
+/// port and reads its memory idle; then adds `user_automation`, runs it 20 times, and reads
+/// it again; then stops it.
+async fn standalone_rss(url: &str, pool: &sqlx::PgPool) -> anyhow::Result<StandaloneRss> {
+    let sample: serde_json::Value =
+        serde_json::from_str(include_str!("../../tests/fixtures/randomuser_sample.json"))?;
+    let stub = crate::operators::fetch::stub::RandomUserStub::start(&sample).await?;
     let dags = std::env::temp_dir().join(format!("updraft-bench-dags-{}", std::process::id()));
     std::fs::create_dir_all(&dags)?;
     let home = std::env::temp_dir().join(format!("updraft-bench-home-{}", std::process::id()));
@@ -283,6 +315,7 @@ async fn idle_rss(url: &str) -> anyhow::Result<(f64, f64)> {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .env("DATABASE_URL", url)
+        .env("DATASOURCE_URL", stub.url())
         .env("UPDRAFT_DAGS_FOLDER", &dags)
         .env("UPDRAFT_HOME", &home)
         .env("UPDRAFT_LOG", "warn")
@@ -290,17 +323,60 @@ async fn idle_rss(url: &str) -> anyhow::Result<(f64, f64)> {
         .spawn()?;
     tokio::time::sleep(StdDuration::from_secs(5)).await;
     let pid = child.id().context("standalone exited early")?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let field = |name: &str| -> f64 {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find(|l| l.starts_with(name))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
             .map(|kb| kb / 1024.0)
             .unwrap_or(f64::NAN)
     };
-    let rss = (field("VmRSS:"), field("VmHWM:"));
+    let idle = (field("VmRSS:"), field("VmHWM:"));
+
+    std::fs::write(
+        dags.join("user_automation.yaml"),
+        include_str!("../../dags/user_automation.yaml"),
+    )?;
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(60);
+    while db::dags::current_version_id(pool, "user_automation")
+        .await?
+        .is_none()
+    {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "standalone never loaded user_automation"
+        );
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+    for _ in 0..20 {
+        db::runs::trigger(pool, "user_automation", Default::default()).await?;
+    }
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(300);
+    while !db::reliability::all_runs_finished(pool).await? {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "20 runs of user_automation did not finish within 5 minutes"
+        );
+        tokio::time::sleep(StdDuration::from_millis(200)).await;
+    }
+    let failed = db::reliability::dag_run_states(pool, "user_automation")
+        .await?
+        .into_iter()
+        .filter(|(state, _)| *state != crate::core::RunState::Success)
+        .map(|(_, n)| n)
+        .sum::<i64>();
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} runs of user_automation did not succeed"
+    );
+    tokio::time::sleep(StdDuration::from_secs(5)).await;
+    let after_runs = field("VmRSS:");
+
     // SAFETY: signalling our own child.
     unsafe {
         libc::kill(pid as i32, libc::SIGTERM);
@@ -308,7 +384,7 @@ async fn idle_rss(url: &str) -> anyhow::Result<(f64, f64)> {
     let _ = tokio::time::timeout(StdDuration::from_secs(10), child.wait()).await;
     let _ = std::fs::remove_dir_all(&dags);
     let _ = std::fs::remove_dir_all(&home);
-    Ok(rss)
+    Ok(StandaloneRss { idle, after_runs })
 }
 
 #[cfg(test)]

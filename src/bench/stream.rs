@@ -32,30 +32,86 @@ pub struct StreamFigures {
     pub max_ms: f64,
     /// The bench process's largest VmRSS sampled while streaming, in MB.
     pub peak_rss_mb: f64,
+    /// The largest VmRSS in the first and in the last minute (or half) of producing: a
+    /// bounded stream holds level.
+    pub early_rss_mb: f64,
+    pub late_rss_mb: f64,
+    /// The largest consumer lag (end offsets minus the group's commits), sampled each
+    /// second, over the second half of producing.
+    pub max_lag: i64,
 }
 
-/// Runs the stream bench at 1,000 and 20,000 records/s for `seconds` each, and prints it.
-pub async fn run(database_url: &str, seconds: u64) -> anyhow::Result<()> {
+impl StreamFigures {
+    /// Whether the sink kept up: the producer offered at least 95 % of the rate and the lag
+    /// stayed under one second's worth of records.
+    pub fn kept_up(&self) -> bool {
+        let achieved = self.records as f64 / self.produce_secs.max(1e-9);
+        achieved >= 0.95 * self.offered_per_sec as f64 && self.max_lag < self.offered_per_sec as i64
+    }
+}
+
+/// Runs the stream bench at each of `rates` records/s for `seconds` each and prints it;
+/// with `ramp`, then doubles 20,000/s for 10 s at a time until the sink falls behind, to
+/// find the rate at which the lag stays flat.
+pub async fn run(
+    database_url: &str,
+    seconds: u64,
+    rates: &[u64],
+    ramp: bool,
+) -> anyhow::Result<()> {
     println!(
         "\nstream bench: producer → embedded Kafka (3 partitions) → continuous sink (Postgres), {seconds} s per rate; latency = row insert time − publish time"
     );
-    for rate in [1_000, 20_000] {
+    println!(
+        "  bench process idle before streaming: VmRSS {:>6.1} MB",
+        rss_mb()
+    );
+    for &rate in rates {
         let f = measure(database_url, rate, seconds).await?;
+        print(&f);
+        // The broker, producer and sink are gone; what the process holds now.
+        tokio::time::sleep(Duration::from_secs(10)).await;
         println!(
-            "  offered {:>6}/s ({:>6.0}/s achieved, {} records)   p50 {:>7.1} ms   p99 {:>7.1} ms   max {:>7.1} ms   peak RSS {:>6.1} MB",
-            f.offered_per_sec,
-            f.records as f64 / f.produce_secs.max(1e-9),
-            f.records,
-            f.p50_ms,
-            f.p99_ms,
-            f.max_ms,
-            f.peak_rss_mb
+            "    10 s after the stream stopped: VmRSS {:>6.1} MB",
+            rss_mb()
         );
+    }
+    if ramp {
+        println!(
+            "  sustained rate (10 s each; kept up = lag under 1 s of records in the second half):"
+        );
+        let mut rate = 40_000;
+        loop {
+            let f = measure(database_url, rate, 10).await?;
+            print(&f);
+            if !f.kept_up() || rate >= 640_000 {
+                break;
+            }
+            rate *= 2;
+        }
     }
     Ok(())
 }
 
-fn micros_now() -> i64 {
+fn print(f: &StreamFigures) {
+    println!(
+        "  offered {:>6}/s ({:>6.0}/s achieved, {} records)   p50 {:>7.1} ms   p99 {:>7.1} ms   max {:>7.1} ms   max lag {:>7}   {}",
+        f.offered_per_sec,
+        f.records as f64 / f.produce_secs.max(1e-9),
+        f.records,
+        f.p50_ms,
+        f.p99_ms,
+        f.max_ms,
+        f.max_lag,
+        if f.kept_up() { "kept up" } else { "FELL BEHIND" }
+    );
+    println!(
+        "    VmRSS peak {:>6.1} MB; peak in the first / last minute of producing {:>6.1} / {:>6.1} MB",
+        f.peak_rss_mb, f.early_rss_mb, f.late_rss_mb
+    );
+}
+
+pub fn micros_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as i64)
@@ -131,9 +187,18 @@ async fn stream(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    // Each second: the lag and the process's memory, on a task of their own.
+    let started = Instant::now();
+    let sampling = tokio_util::sync::CancellationToken::new();
+    let sampler = tokio::spawn(sample(
+        kafka.bootstrap_servers(),
+        schema.to_string(),
+        started,
+        sampling.clone(),
+    ));
+
     // Offer `rate` records a second in 10 ms ticks, sampling memory as it goes.
     let per_tick = (rate / 100).max(1);
-    let started = Instant::now();
     let mut sent = 0u64;
     let mut peak_rss = rss_mb();
     let mut tick = tokio::time::interval(Duration::from_millis(10));
@@ -160,6 +225,8 @@ async fn stream(
         }
     }
     let produce_secs = started.elapsed().as_secs_f64();
+    sampling.cancel();
+    let samples = sampler.await?;
     producer.flush(Duration::from_secs(30))?;
     let out = tokio::time::timeout(Duration::from_secs(120), sink)
         .await
@@ -186,5 +253,62 @@ async fn stream(
         p99_ms: pct(&lat, 99.0),
         max_ms: lat.last().copied().unwrap_or(f64::NAN),
         peak_rss_mb: peak_rss,
+        early_rss_mb: samples.rss_peak(0.0, window(produce_secs)),
+        late_rss_mb: samples.rss_peak(produce_secs - window(produce_secs), produce_secs),
+        max_lag: samples.lag_peak(produce_secs / 2.0, produce_secs),
     })
+}
+
+/// The first or last minute of producing, or half of it when it was shorter.
+fn window(produce_secs: f64) -> f64 {
+    (produce_secs / 2.0).min(60.0)
+}
+
+/// `(seconds since producing began, lag, VmRSS MB)`, once a second.
+struct Samples(Vec<(f64, i64, f64)>);
+
+impl Samples {
+    fn in_window(&self, from: f64, to: f64) -> impl Iterator<Item = &(f64, i64, f64)> {
+        self.0.iter().filter(move |s| s.0 >= from && s.0 <= to)
+    }
+
+    fn lag_peak(&self, from: f64, to: f64) -> i64 {
+        self.in_window(from, to).map(|s| s.1).max().unwrap_or(0)
+    }
+
+    fn rss_peak(&self, from: f64, to: f64) -> f64 {
+        self.in_window(from, to)
+            .map(|s| s.2)
+            .fold(f64::NAN, f64::max)
+    }
+}
+
+async fn sample(
+    servers: String,
+    group: String,
+    started: Instant,
+    stop: tokio_util::sync::CancellationToken,
+) -> Samples {
+    let mut out = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return Samples(out),
+        }
+        let groups = [group.clone()];
+        let lag = crate::operators::kafka::monitor::topic_offsets(
+            &servers,
+            TOPIC,
+            &groups,
+            Duration::from_secs(5),
+        )
+        .await
+        .ok()
+        .and_then(|o| o.groups.into_iter().next())
+        .map(|(_, parts)| parts.iter().map(|p| p.lag).sum::<i64>());
+        if let Some(lag) = lag {
+            out.push((started.elapsed().as_secs_f64(), lag, rss_mb()));
+        }
+    }
 }

@@ -14,7 +14,7 @@ use crate::settings::Settings;
 
 pub async fn run(settings: &Settings, cmd: DagsCommand) -> anyhow::Result<i32> {
     match cmd {
-        DagsCommand::Validate => Ok(validate(settings)),
+        DagsCommand::Validate => Ok(validate(settings).await),
         DagsCommand::Schema => {
             println!(
                 "{}",
@@ -123,11 +123,15 @@ async fn list(pool: &PgPool) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn validate(settings: &Settings) -> i32 {
+async fn validate(settings: &Settings) -> i32 {
     let folder = &settings.core.dags_folder;
     let bag = DagFolder::new(folder, settings.core.dag_file_max_bytes).load();
     for w in bag.warnings.values().flatten() {
         println!("warning: {w}");
+    }
+    match super::schema_check::schema_warnings(settings, &bag).await {
+        Ok(warnings) => warnings.iter().for_each(|w| println!("warning: {w}")),
+        Err(why) => println!("note: record schemas not compared with the deployed DAGs: {why}"),
     }
     let n_errors: usize = bag.errors.values().map(Vec::len).sum();
     for e in bag.errors.values().flatten() {

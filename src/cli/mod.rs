@@ -8,6 +8,7 @@ mod connections;
 mod dags;
 mod operate;
 mod pools;
+mod schema_check;
 mod streams;
 mod table;
 mod tasks;

@@ -24,6 +24,7 @@ mod pools;
 pub mod read;
 pub mod schedule;
 pub mod schema;
+pub mod schema_change;
 pub mod spec;
 pub mod streams;
 mod task;

@@ -117,6 +117,24 @@ pub async fn stream_bench_rows(url: &str, schema: &str) -> anyhow::Result<i64> {
     Ok(n)
 }
 
+/// When the first row after `after` was written to the stream bench's table, if one was.
+pub async fn first_write_after(
+    url: &str,
+    schema: &str,
+    after: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
+    plain(schema)?;
+    let mut conn = PgConnection::connect(url).await?;
+    let at = sqlx::query_scalar(&format!(
+        "SELECT min(written_at) FROM \"{schema}\".created_users WHERE written_at > $1"
+    ))
+    .bind(after)
+    .fetch_one(&mut conn)
+    .await?;
+    let _ = conn.close().await;
+    Ok(at)
+}
+
 /// Each row's latency in milliseconds (written_at minus sent_at), rows sent after
 /// `after_micros` only.
 pub async fn stream_bench_latencies(

@@ -17,6 +17,16 @@ pub async fn run_states(pool: &PgPool) -> sqlx::Result<BTreeMap<RunState, i64>> 
     Ok(rows.into_iter().collect())
 }
 
+/// Runs of one DAG by state.
+pub async fn dag_run_states(pool: &PgPool, dag_id: &str) -> sqlx::Result<BTreeMap<RunState, i64>> {
+    let rows: Vec<(RunState, i64)> =
+        sqlx::query_as("SELECT state, count(*) FROM dag_runs WHERE dag_id = $1 GROUP BY state")
+            .bind(dag_id)
+            .fetch_all(pool)
+            .await?;
+    Ok(rows.into_iter().collect())
+}
+
 /// Whether every run has ended.
 pub async fn all_runs_finished(pool: &PgPool) -> sqlx::Result<bool> {
     sqlx::query_scalar(
@@ -88,4 +98,16 @@ pub async fn task_span(
 pub async fn forget_runs(pool: &PgPool) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM dag_runs").execute(pool).await?;
     Ok(())
+}
+
+/// The process id of the worker holding a running task of `dag_id` (the stream of the
+/// failover scenario), if one does.
+pub async fn stream_holder(pool: &PgPool, dag_id: &str) -> sqlx::Result<Option<i32>> {
+    sqlx::query_scalar(
+        "SELECT w.pid FROM task_instances t JOIN workers w ON w.id = t.lease_owner
+         WHERE t.dag_id = $1 AND t.state = 'running' LIMIT 1",
+    )
+    .bind(dag_id)
+    .fetch_optional(pool)
+    .await
 }

@@ -4,7 +4,7 @@
 //! the fallback.
 
 mod config_cache;
-mod contract;
+pub mod contract;
 mod execute;
 mod logs;
 mod record;

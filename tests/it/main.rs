@@ -20,6 +20,7 @@ mod conns_api;
 mod conns_cli;
 mod crash;
 mod dag_files;
+mod dead_letters;
 mod engine;
 mod folder;
 mod helpers;

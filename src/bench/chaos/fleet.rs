@@ -110,6 +110,18 @@ impl Fleet {
         Ok(role)
     }
 
+    /// SIGKILLs the member with process id `pid`, without a replacement; `false` if no
+    /// member has that id.
+    pub fn kill_pid(&mut self, pid: u32) -> bool {
+        let Some(i) = self.members.iter().position(|m| m.child.id() == pid) else {
+            return false;
+        };
+        let mut m = self.members.remove(i);
+        kill(&mut m.child, libc::SIGKILL);
+        self.kills += 1;
+        true
+    }
+
     /// Stops every process gracefully (SIGTERM, then SIGKILL after `grace`); returns the ids
     /// of every process the fleet ever started.
     pub fn stop(mut self, grace: std::time::Duration) -> Vec<u32> {

@@ -4,6 +4,7 @@
 //! deadlocks, outcome-recording latency, hand-off latency and throughput. RELIABILITY.md
 //! holds the latest figures and the command that produced them.
 
+pub mod failover;
 mod fleet;
 pub mod marks;
 pub mod scenarios;
@@ -18,7 +19,7 @@ pub use scenarios::{Percentiles, Setup};
 /// Which scenarios `updraft chaos` runs, and how big.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ChaosArgs {
-    /// `kill`, `outage`, `load`, or `all`.
+    /// `kill`, `outage`, `load`, `failover` (a stream's worker SIGKILLed), or `all`.
     #[arg(long, default_value = "all")]
     pub scenario: String,
     /// Bash tasks in the kill loop.
@@ -203,8 +204,8 @@ fn setup(args: &ChaosArgs, database_url: &str, work: PathBuf, env: Vec<(String, 
 pub async fn run(settings: &Settings, args: ChaosArgs) -> anyhow::Result<()> {
     let all = args.scenario == "all";
     anyhow::ensure!(
-        all || ["kill", "outage", "load"].contains(&args.scenario.as_str()),
-        "--scenario must be kill, outage, load or all"
+        all || ["kill", "outage", "load", "failover"].contains(&args.scenario.as_str()),
+        "--scenario must be kill, outage, load, failover or all"
     );
     let mut reports = Vec::new();
     if all || args.scenario == "kill" {
@@ -282,6 +283,24 @@ pub async fn run(settings: &Settings, args: ChaosArgs) -> anyhow::Result<()> {
             print(Some(r), args.json);
         }
         reports.extend(both);
+    }
+    if all || args.scenario == "failover" {
+        let lease = settings.worker.lease_ttl.std();
+        println!("stream failover: 1 scheduler + 2 workers stream 1,000 records/s; the stream's worker is SIGKILLed ...");
+        let (admin, url) = scratch_database(settings, "updraft_chaos").await?;
+        let work = WorkDir::new("updraft-chaos")?;
+        let s = setup(&args, &url, work.path().to_path_buf(), Vec::new());
+        let _ = admin;
+        let pool = db::connect(&url, 5).await?;
+        db::migrate(&pool).await?;
+        let f = failover::failover(&s, &pool, 1_000, lease).await?;
+        pool.close().await;
+        for line in f.lines() {
+            println!("{line}");
+        }
+        if args.json {
+            println!("{}", serde_json::to_string(&f).unwrap_or_default());
+        }
     }
     Ok(())
 }

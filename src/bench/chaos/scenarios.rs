@@ -33,7 +33,7 @@ pub struct Setup {
 }
 
 impl Setup {
-    fn fleet(&self) -> anyhow::Result<Fleet> {
+    pub(super) fn fleet(&self) -> anyhow::Result<Fleet> {
         Fleet::start(
             FleetConfig {
                 binary: self.binary.clone(),
@@ -55,7 +55,7 @@ impl Setup {
         self.work.join("marks")
     }
 
-    fn write_dag(&self, dag_id: &str, yaml: &str) -> anyhow::Result<()> {
+    pub(super) fn write_dag(&self, dag_id: &str, yaml: &str) -> anyhow::Result<()> {
         std::fs::create_dir_all(self.dags())?;
         std::fs::write(self.dags().join(format!("{dag_id}.yaml")), yaml)?;
         Ok(())

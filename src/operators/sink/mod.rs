@@ -19,6 +19,7 @@
 pub mod cassandra;
 mod config;
 mod consume;
+pub mod dead_letters;
 pub mod postgres;
 mod progress;
 pub mod record;

@@ -84,6 +84,9 @@ pub async fn run(config: Config, ctx: &TaskContext) -> Result<Outcome, OperatorE
             ("auto.offset.reset", "earliest"),
             ("session.timeout.ms", session),
             ("heartbeat.interval.ms", heartbeat),
+            // Bounded memory: librdkafka prefetches up to 64 MB by default; 16 MB keeps a
+            // fast stream fed (a batch is at most `batch_size` records) at a quarter.
+            ("queued.max.messages.kbytes", "16384"),
         ],
     );
     if config.mode == Mode::Continuous {
