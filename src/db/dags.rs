@@ -224,6 +224,18 @@ pub async fn current_spec(pool: &PgPool, dag_id: &str) -> anyhow::Result<Option<
     })
 }
 
+/// A cheap fingerprint of which DAGs are active at which version: it changes when a DAG is
+/// added, deactivated or gets a new version (version ids only grow). Lets a loop that
+/// derives something from [`current_specs`] re-read them only when they change.
+pub async fn current_versions_fingerprint(pool: &PgPool) -> sqlx::Result<(i64, i64, i64)> {
+    sqlx::query_as(
+        "SELECT count(*), coalesce(max(version_id), 0)::bigint, coalesce(sum(version_id), 0)::bigint
+         FROM dags WHERE is_active",
+    )
+    .fetch_one(pool)
+    .await
+}
+
 /// The current version of every active DAG, as stored; versions that cannot be read are
 /// left out (the scheduler reports those).
 pub async fn current_specs(pool: &PgPool) -> sqlx::Result<Vec<crate::dag::Dag>> {
