@@ -15,6 +15,8 @@ use super::monitor::OffsetReader;
 use crate::operators::error::classify;
 use crate::operators::OperatorError;
 
+/// The group id the browser's consumer names (and never joins).
+const BROWSE_GROUP: &str = "updraft-topic-monitor";
 /// The most messages one page holds.
 pub const MAX_PAGE: usize = 100;
 /// A payload shown beyond this many bytes is cut (and marked so).
@@ -191,8 +193,11 @@ fn read_page(req: &PageRequest) -> Result<Page, BrowseError> {
     if first >= before {
         return Ok(page);
     }
+    // librdkafka wants a group id even to assign; an assigned (not subscribed) consumer
+    // never joins it, and with auto-commit off it commits nothing there either.
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &req.servers)
+        .set("group.id", BROWSE_GROUP)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "true")
