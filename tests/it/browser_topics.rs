@@ -83,6 +83,18 @@ async fn browser_shows_offsets_lag_rate_and_messages_and_replays_a_sink_group() 
         tokio::time::sleep(Duration::from_millis(500)).await;
         c.refresh().await.unwrap();
     }
+    // Records published now show as a rate at the next sample.
+    produce(&servers, 50).await;
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let latest = text(&c, "#rate-latest").await;
+        if latest.ends_with("msg/s") && latest != "0 msg/s" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no rate above 0 yet: {latest}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        c.refresh().await.unwrap();
+    }
     let value = text(&c, ".message-value").await;
     assert!(
         value.starts_with("{\n  \"id\": ") && value.contains("\"first_name\": \"outside"),

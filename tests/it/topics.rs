@@ -353,6 +353,37 @@ async fn pages_show_each_topic_with_its_own_errors_and_only_editors_get_replay()
         .await;
     assert_eq!(res.status(), 403);
 
+    // The form's input is checked; the first post only shows what would move.
+    let replay = "/dags/users/tasks/sink/replay";
+    let form = |extra: &[(&'static str, &'static str)]| {
+        let mut f = vec![("csrf_token", admin.csrf.clone())];
+        f.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        f
+    };
+    for bad in [
+        &[("to", "offset"), ("offset", "x")][..],
+        &[("to", "timestamp"), ("timestamp", "yesterday")],
+        &[("to", "beginning"), ("partition", "-1")],
+    ] {
+        let f = form(bad);
+        let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(
+            app.post_form(&admin, replay, &f).await.status(),
+            400,
+            "{bad:?}"
+        );
+    }
+    let f = form(&[("to", "offset"), ("offset", "0"), ("partition", "1")]);
+    let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let res = app.post_form(&admin, replay, &f).await;
+    assert_eq!(res.status(), 200);
+    let confirm = scraper::Html::parse_document(&res.text().await.unwrap());
+    let moves: Vec<_> = confirm.select(&sel(".replay-move")).collect();
+    assert_eq!(moves.len(), 1, "one partition asked for");
+    assert_eq!(moves[0].value().attr("data-partition"), Some("1"));
+    assert_eq!(texts(&confirm, ".replay-move .previous"), vec!["none"]);
+    assert!(confirm.select(&sel("#confirm-submit")).next().is_some());
+
     // The DAG page links its sink task to the topic page, brokers included.
     let (_, dag_page) = app.page(&viewer, "/dags/users").await;
     let href = dag_page
