@@ -353,6 +353,17 @@ async fn pages_show_each_topic_with_its_own_errors_and_only_editors_get_replay()
         .await;
     assert_eq!(res.status(), 403);
 
+    // The API names a shared topic by its brokers too.
+    let token = app.token().await;
+    let status = |path: String| {
+        let req = app.client.get(app.url(&path)).bearer_auth(&token);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status(format!("/api/v2/streams/topics/{TOPIC}")).await, 400);
+    let exact = format!("/api/v2/streams/topics/{TOPIC}?servers={servers}");
+    assert_eq!(status(exact).await, 200);
+    assert_eq!(status("/api/v2/streams/topics/nope".into()).await, 404);
+
     // The form's input is checked; the first post only shows what would move.
     let replay = "/dags/users/tasks/sink/replay";
     let form = |extra: &[(&'static str, &'static str)]| {
