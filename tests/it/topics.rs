@@ -404,4 +404,19 @@ async fn pages_show_each_topic_with_its_own_errors_and_only_editors_get_replay()
         .unwrap()
         .to_string();
     assert_eq!(href, live);
+
+    // So does a task instance's page.
+    let run_id = trigger(app.pool(), "users", json!({})).await;
+    crate::web_support::start_run(app.pool(), "users", &run_id, &["sink"]).await;
+    let ti = format!(
+        "/dags/users/runs/{}/tasks/sink/logs/1",
+        updraft::web::pages::seg(&run_id)
+    );
+    let (status, ti_page) = app.page(&viewer, &ti).await;
+    assert_eq!(status, 200);
+    let href = ti_page
+        .select(&sel("#ti-topic a.topic-link"))
+        .next()
+        .and_then(|a| a.value().attr("href"));
+    assert_eq!(href, Some(live.as_str()));
 }

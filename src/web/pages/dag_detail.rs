@@ -61,7 +61,8 @@ pub struct TaskTopic {
     pub href: String,
 }
 
-fn task_topics(dag: &Dag, env: &crate::operators::OperatorEnv) -> Vec<TaskTopic> {
+/// The DAG's publish and sink tasks with their topics (tasks with a literal `with:`).
+pub fn task_topics(dag: &Dag, env: &crate::operators::OperatorEnv) -> Vec<TaskTopic> {
     crate::dag::streams::topic_uses(dag, env)
         .into_iter()
         .map(|u| TaskTopic {
