@@ -152,6 +152,14 @@ pub async fn set_paused(pool: &PgPool, dag_id: &str, paused: bool) -> anyhow::Re
     Ok(n > 0)
 }
 
+/// Whether the DAG is paused; `None` when there is no such DAG.
+pub async fn is_paused(pool: &PgPool, dag_id: &str) -> sqlx::Result<Option<bool>> {
+    sqlx::query_scalar("SELECT is_paused FROM dags WHERE dag_id = $1")
+        .bind(dag_id)
+        .fetch_optional(pool)
+        .await
+}
+
 /// One line of `dags list`.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DagSummary {

@@ -277,6 +277,12 @@ async fn pages_show_each_topic_with_its_own_errors_and_only_editors_get_replay()
             dag("users", vec![sink_of(TOPIC, None)]),
             dag("lost", vec![sink_of("elsewhere", Some(nowhere))]),
             dag("twin", vec![sink_of(TOPIC, Some(nowhere))]),
+            // A continuous stream, not paused: its replay page warns.
+            updraft::dag::Dag {
+                schedule: updraft::core::Schedule::Continuous,
+                max_active_runs: 1,
+                ..dag("live", vec![sink_of(TOPIC, None)])
+            },
         ],
     )
     .await;
@@ -334,8 +340,8 @@ async fn pages_show_each_topic_with_its_own_errors_and_only_editors_get_replay()
     assert_eq!(status, 200);
     assert_eq!(
         texts(&page, ".replay-form").len(),
-        1,
-        "editors get the replay form"
+        2,
+        "editors get a replay form per sink group"
     );
     assert!(page.select(&sel("#rate-chart")).next().is_some());
     let (status, page) = app.page(&viewer, &live).await;
@@ -394,6 +400,18 @@ async fn pages_show_each_topic_with_its_own_errors_and_only_editors_get_replay()
     assert_eq!(moves[0].value().attr("data-partition"), Some("1"));
     assert_eq!(texts(&confirm, ".replay-move .previous"), vec!["none"]);
     assert!(confirm.select(&sel("#confirm-submit")).next().is_some());
+    assert!(confirm.select(&sel("#replay-live")).next().is_none());
+    let f = form(&[("to", "beginning")]);
+    let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let res = app
+        .post_form(&admin, "/dags/live/tasks/sink/replay", &f)
+        .await;
+    let confirm = scraper::Html::parse_document(&res.text().await.unwrap());
+    let warning = texts(&confirm, "#replay-live");
+    assert!(
+        warning.len() == 1 && warning[0].contains("not paused"),
+        "an unpaused continuous DAG is named: {warning:?}"
+    );
 
     // The DAG page links its sink task to the topic page, brokers included.
     let (_, dag_page) = app.page(&viewer, "/dags/users").await;

@@ -16,7 +16,7 @@ use crate::operators::kafka::browse::{self, BrowseError, Format, PageRequest, Re
 use crate::operators::sink::replay::{replay as reset, ReplayTo};
 use crate::web::auth::CurrentUser;
 use crate::web::error::ApiError;
-use crate::web::streams::{self as topics_, Lookup, TopicKey, TopicView};
+use crate::web::streams::{self as monitor, Lookup, TopicKey, TopicView};
 use crate::web::AppState;
 
 /// How long the brokers get to answer each request of a replay or a view.
@@ -114,7 +114,7 @@ pub async fn topics(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     Query::parse(raw.as_deref(), &Params::new())?;
-    let views = topics_::topic_views(&st.pool, &st.settings.operator_env, KAFKA_TIMEOUT).await?;
+    let views = monitor::topic_views(&st.pool, &st.settings.operator_env, KAFKA_TIMEOUT).await?;
     let topics: Vec<Value> = views.into_iter().map(topic_json).collect();
     Ok(Json(
         json!({"total_entries": topics.len(), "topics": topics}),
@@ -136,8 +136,8 @@ async fn lookup(
     topic: &str,
     servers: Option<&str>,
 ) -> Result<(TopicKey, Vec<TopicUse>), ApiError> {
-    let known = topics_::known_topics(&st.pool, &st.settings.operator_env).await?;
-    match topics_::find(known, topic, servers) {
+    let known = monitor::known_topics(&st.pool, &st.settings.operator_env).await?;
+    match monitor::find(known, topic, servers) {
         Lookup::Found(k, uses) => Ok((k, uses)),
         Lookup::Ambiguous(all) => Err(ApiError::bad_request(format!(
             "topic `{topic}` is used on several broker sets; pass `servers`, one of: {}",
@@ -161,7 +161,7 @@ pub async fn topic(
     let (key, uses) = lookup(&st, &topic, q.str("servers")).await?;
     let samples = st.rates.samples(&key);
     let rates = crate::web::streams::rates::rates_of(&samples);
-    let mut t = topic_json(topics_::view(key, uses, KAFKA_TIMEOUT).await);
+    let mut t = topic_json(monitor::view(key, uses, KAFKA_TIMEOUT).await);
     t["sample_interval_seconds"] = json!(crate::web::streams::rates::INTERVAL.as_secs());
     t["samples"] = json!(samples);
     t["rates"] = json!(rates);

@@ -140,6 +140,9 @@ pub struct ReplayPage {
     pub moves: Vec<Move>,
     /// Why the replay was refused or failed.
     pub error: Option<String>,
+    /// The DAG runs continuously and is not paused: its sink is (or will soon be) a live
+    /// member of the group.
+    pub live_stream: bool,
     pub form: ReplayFormEcho,
 }
 
@@ -165,6 +168,8 @@ pub async fn replay(
     let target = crate::dag::streams::sink_group(&dag, &task_id, &st.settings.operator_env)
         .map_err(WebError::BadRequest)?;
     let (to, partitions) = parse_form(&f).map_err(WebError::BadRequest)?;
+    let live_stream = dag.schedule == crate::core::Schedule::Continuous
+        && crate::db::dags::is_paused(&st.pool, &dag_id).await? == Some(false);
     let confirmed = f.confirm.as_deref() == Some("yes");
     let what = describe(to, &partitions);
     let outcome = if confirmed {
@@ -194,6 +199,7 @@ pub async fn replay(
         confirming: !confirmed,
         moves,
         error,
+        live_stream,
         form: ReplayFormEcho {
             to: f.to,
             offset: f.offset,

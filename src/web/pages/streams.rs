@@ -19,7 +19,7 @@ use crate::operators::kafka::monitor::{GroupPartition, TopicOffsets};
 use crate::web::auth::CurrentUser;
 use crate::web::error::WebError;
 use crate::web::streams::chart::{self, Chart};
-use crate::web::streams::{self as topics_, rates, Lookup, TopicKey, TopicView};
+use crate::web::streams::{self as monitor, rates, Lookup, TopicKey, TopicView};
 use crate::web::AppState;
 
 /// How long the brokers get per request of a page.
@@ -90,12 +90,12 @@ pub struct StreamsPage {
 
 /// `GET /streams`: every topic the DAGs use.
 pub async fn list(State(st): State<AppState>, user: CurrentUser) -> Result<Response, WebError> {
-    let views = topics_::topic_views(&st.pool, &st.settings.operator_env, KAFKA_TIMEOUT).await?;
+    let views = monitor::topic_views(&st.pool, &st.settings.operator_env, KAFKA_TIMEOUT).await?;
     let keys: Vec<TopicKey> = views.iter().map(|v| v.key.clone()).collect();
     let topics = views
         .into_iter()
         .map(|v| {
-            let ambiguous = topics_::is_ambiguous(&keys, &v.key.topic);
+            let ambiguous = monitor::is_ambiguous(&keys, &v.key.topic);
             TopicBox::new(v, ambiguous)
         })
         .collect();
@@ -199,8 +199,8 @@ pub async fn topic(
     let partition: Option<i32> = parse_num("partition", q.partition.as_deref())?;
     let before: Option<i64> = parse_num("before", q.before.as_deref())?;
     let servers = q.servers.as_deref().filter(|s| !s.is_empty());
-    let known = topics_::known_topics(&st.pool, &st.settings.operator_env).await?;
-    let (key, uses) = match topics_::find(known, &topic, servers) {
+    let known = monitor::known_topics(&st.pool, &st.settings.operator_env).await?;
+    let (key, uses) = match monitor::find(known, &topic, servers) {
         Lookup::Found(k, uses) => (k, uses),
         Lookup::Ambiguous(all) => {
             return render(&ChoosePage {
@@ -228,7 +228,7 @@ pub async fn topic(
         Utc::now(),
         rates::WINDOW.as_secs() as i64,
     );
-    let view = topics_::view(key, uses, KAFKA_TIMEOUT).await;
+    let view = monitor::view(key, uses, KAFKA_TIMEOUT).await;
     let partitions: Vec<i32> = view
         .offsets
         .as_ref()

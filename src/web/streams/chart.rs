@@ -28,6 +28,8 @@ pub struct Chart {
     pub window_label: String,
     /// How many rates are drawn.
     pub points: usize,
+    /// The latest rate's point, marked so a single rate (or a spike at the edge) shows.
+    pub last: Option<(f64, f64)>,
 }
 
 impl Chart {
@@ -122,6 +124,7 @@ pub fn draw(rates: &[Rate], now: DateTime<Utc>, window_secs: i64) -> Chart {
             .unwrap_or_else(|| "—".into()),
         window_label: format!("-{} min", window_secs / 60),
         points: shown.len(),
+        last: shown.last().map(|r| (x(r.at), y(r.per_second))),
     }
 }
 
@@ -175,6 +178,8 @@ mod tests {
             format!("M{LEFT:.1},{bottom:.1} L{WIDTH:.1},{y4:.1}")
         );
         assert!(c.area.ends_with(" Z"), "{}", c.area);
+        let (lx, ly) = c.last.unwrap();
+        assert!(lx == WIDTH && (ly - y4).abs() < 1e-9, "{:?}", c.last);
         let empty = draw(&[], now, 900);
         assert_eq!((empty.line.as_str(), empty.points), ("", 0));
         assert_eq!(empty.latest, "—");
