@@ -209,6 +209,9 @@ fn operation(o: &Op) -> Value {
         .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
         .map(|name| {
             let mut schema = Kind::Str.schema();
+            if name == "partition" {
+                schema = json!({"type": "integer", "minimum": 0});
+            }
             if name == "dag_run_id" {
                 // Airflow's allowed_run_id_pattern (updraft also refuses `..`).
                 schema["pattern"] = json!("^[A-Za-z0-9_.~:+-]+$");
