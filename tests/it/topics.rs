@@ -195,6 +195,19 @@ async fn the_sampler_follows_end_offsets_of_the_topics_dags_use() {
     );
     assert_eq!(idle.run_once().await, 0);
     assert!(history.is_empty());
+    // Started with a web server's state, it ends with the state's shutdown token.
+    let token = tokio_util::sync::CancellationToken::new();
+    let state = updraft::web::AppState::new(
+        db.pool.clone(),
+        updraft::web::WebSettings::new("127.0.0.1:0".parse().unwrap(), "/tmp/dags".into()),
+        token.clone(),
+    );
+    let running = updraft::web::start_sampler(&state);
+    token.cancel();
+    tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("the sampler stops on shutdown")
+        .unwrap();
 
     let kafka = EmbeddedKafka::start(3).unwrap();
     let servers = kafka.bootstrap_servers();
