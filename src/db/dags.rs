@@ -152,6 +152,14 @@ pub async fn set_paused(pool: &PgPool, dag_id: &str, paused: bool) -> anyhow::Re
     Ok(n > 0)
 }
 
+/// Whether the DAG is paused; `None` when there is no such DAG.
+pub async fn is_paused(pool: &PgPool, dag_id: &str) -> sqlx::Result<Option<bool>> {
+    sqlx::query_scalar("SELECT is_paused FROM dags WHERE dag_id = $1")
+        .bind(dag_id)
+        .fetch_optional(pool)
+        .await
+}
+
 /// One line of `dags list`.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DagSummary {
@@ -222,6 +230,18 @@ pub async fn current_spec(pool: &PgPool, dag_id: &str) -> anyhow::Result<Option<
         Some(s) => Some(crate::dag::spec::from_stored(s)?),
         None => None,
     })
+}
+
+/// A cheap fingerprint of which DAGs are active at which version: it changes when a DAG is
+/// added, deactivated or gets a new version (version ids only grow). Lets a loop that
+/// derives something from [`current_specs`] re-read them only when they change.
+pub async fn current_versions_fingerprint(pool: &PgPool) -> sqlx::Result<(i64, i64, i64)> {
+    sqlx::query_as(
+        "SELECT count(*), coalesce(max(version_id), 0)::bigint, coalesce(sum(version_id), 0)::bigint
+         FROM dags WHERE is_active",
+    )
+    .fetch_one(pool)
+    .await
 }
 
 /// The current version of every active DAG, as stored; versions that cannot be read are

@@ -218,18 +218,29 @@ pub async fn health(State(st): State<AppState>) -> Response {
 /// is left out of that scrape.
 const KAFKA_SCRAPE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// The topics the DAGs use at scrape time: end offsets per partition, lag per sink group.
+/// The topics the DAGs use at scrape time: end offsets per partition, committed offset and
+/// lag per sink group, and messages/s from the sampler.
 #[derive(Debug, Default)]
 struct Streams {
     /// (topic, partition, end offset)
     ends: Vec<(String, String, i64)>,
     /// (topic, partition, group, lag)
     lags: Vec<(String, String, String, i64)>,
+    /// (topic, partition, group, committed offset), where the group has committed one.
+    committed: Vec<(String, String, String, i64)>,
+    /// (topic, messages per second over the last sample interval)
+    rates: Vec<(String, f64)>,
 }
 
 impl Streams {
-    fn of(views: Vec<super::api::streams::TopicView>) -> Streams {
-        let mut s = Streams::default();
+    fn of(
+        views: Vec<super::streams::TopicView>,
+        rates: Vec<(super::streams::TopicKey, f64)>,
+    ) -> Streams {
+        let mut s = Streams {
+            rates: rates.into_iter().map(|(k, r)| (k.topic, r)).collect(),
+            ..Default::default()
+        };
         for v in views {
             let Ok(o) = v.offsets else { continue };
             for p in &o.partitions {
@@ -240,6 +251,10 @@ impl Streams {
                 for p in parts {
                     s.lags
                         .push((o.topic.clone(), p.partition.to_string(), g.clone(), p.lag));
+                    if let Some(c) = p.committed {
+                        s.committed
+                            .push((o.topic.clone(), p.partition.to_string(), g.clone(), c));
+                    }
                 }
             }
         }
@@ -272,13 +287,38 @@ impl Collector for Streams {
                 ("group", g.as_str()),
             ])?)?;
         }
+        let mut committed = encoder.encode_descriptor(
+            "updraft_stream_committed_offset",
+            "The offset a sink's consumer group has committed, per topic and partition.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (t, p, g, c) in &self.committed {
+            ConstGauge::new(*c).encode(committed.encode_family(&[
+                ("topic", t.as_str()),
+                ("partition", p.as_str()),
+                ("group", g.as_str()),
+            ])?)?;
+        }
+        let mut rates = encoder.encode_descriptor(
+            "updraft_stream_messages_per_second",
+            "Messages per second written to each topic the DAGs use, between the web server's last two samples of its end offsets.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (t, r) in &self.rates {
+            ConstGauge::new(*r).encode(rates.encode_family(&[("topic", t.as_str())])?)?;
+        }
         Ok(())
     }
 }
 
 pub async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
     let counts = q::state_counts(&st.pool).await?;
-    let streams = Streams::of(super::api::streams::topic_views(&st, KAFKA_SCRAPE_TIMEOUT).await?);
+    let views =
+        super::streams::topic_views(&st.pool, &st.settings.operator_env, KAFKA_SCRAPE_TIMEOUT)
+            .await?;
+    let streams = Streams::of(views, st.rates.latest());
     let mut scrape = Registry::default();
     scrape.register_collector(Box::new(Snapshot(counts)));
     scrape.register_collector(Box::new(streams));

@@ -13,6 +13,8 @@
 //! - [`metrics`]: `/health`, `/metrics` and the request-latency layer.
 //! - [`assets`]: `web/static`, compiled into the binary.
 //! - [`markdown`]: notes rendered as safe HTML.
+//! - [`streams`]: the topic monitor's data (topics, offsets, lag) and its messages/s
+//!   sampler, shared by its pages, its API and the gauges.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,6 +40,7 @@ pub mod markdown;
 pub mod metrics;
 pub mod page;
 pub mod pages;
+pub mod streams;
 pub mod throttle;
 
 pub use auth::{create_user, ensure_admin};
@@ -133,6 +136,9 @@ pub struct AppState {
     pub logins: Arc<throttle::LoginThrottle>,
     /// Where sign-ins' password checks run: a fixed pool, so their memory is bounded.
     pub hashing: Arc<hashing::HashPool>,
+    /// The topics' recent end offsets, filled by [`start_sampler`]; empty when it is not
+    /// running.
+    pub rates: Arc<streams::rates::RateHistory>,
 }
 
 impl AppState {
@@ -148,8 +154,20 @@ impl AppState {
                 hashing::QUEUE,
                 hashing::WAIT,
             )),
+            rates: Arc::default(),
         }
     }
+}
+
+/// Starts the topic monitor's messages/s sampler for `state`'s server; it stops when
+/// `state.shutdown` is cancelled.
+pub fn start_sampler(state: &AppState) -> tokio::task::JoinHandle<()> {
+    let sampler = streams::rates::Sampler::new(
+        state.pool.clone(),
+        state.settings.operator_env.clone(),
+        state.rates.clone(),
+    );
+    tokio::spawn(sampler.run(state.shutdown.clone()))
 }
 
 /// Every route. Public: login, `/auth/token` (and `/auth/token/cli`), `/api/v2/version`,
@@ -197,12 +215,12 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    serve_router(
-        router(AppState::new(pool, settings, shutdown.clone())),
-        listener,
-        shutdown,
-    )
-    .await
+    let state = AppState::new(pool, settings, shutdown.clone());
+    let sampler = start_sampler(&state);
+    let served = serve_router(router(state), listener, shutdown).await;
+    // Stopped by the shutdown token already, unless serving failed.
+    sampler.abort();
+    served
 }
 
 /// Serves an already built router (tests and the bench build their own `AppState`).

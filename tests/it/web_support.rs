@@ -53,6 +53,8 @@ impl TestApp {
         configure(&mut settings);
         let state = AppState::new(db.pool.clone(), settings, shutdown.clone());
         let logins = state.logins.clone();
+        // The topic monitor's messages/s sampler, as `web::serve` starts it.
+        web::start_sampler(&state);
         // With the client's address, as `web::serve` does (the sign-in throttle uses it).
         let app = web::router(state).into_make_service_with_connect_info::<SocketAddr>();
         let token = shutdown.clone();

@@ -8,6 +8,7 @@
 //! implement CreateTopics (topics are auto-created on first use, or through
 //! [`EmbeddedKafka::create_topic`]) and loses everything when the process exits.
 
+pub mod browse;
 mod embedded;
 pub mod monitor;
 pub mod producers;

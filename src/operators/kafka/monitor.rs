@@ -66,6 +66,50 @@ fn client(servers: &str, group: Option<&str>) -> Result<BaseConsumer, OperatorEr
         .map_err(|e| classify::kafka_error("could not create a Kafka client", &e))
 }
 
+/// A client that reads partitions' offsets and joins no group. The rate sampler keeps one
+/// per broker set between samples rather than connecting anew every few seconds.
+pub struct OffsetReader(BaseConsumer);
+
+impl OffsetReader {
+    pub fn new(servers: &str) -> Result<OffsetReader, OperatorError> {
+        client(servers, None).map(OffsetReader)
+    }
+
+    /// `topic`'s partitions with their offsets, by partition id; empty when the brokers do
+    /// not know the topic. Blocks for up to `timeout` per request.
+    pub fn partitions(
+        &self,
+        topic: &str,
+        timeout: Duration,
+    ) -> Result<Vec<PartitionOffsets>, OperatorError> {
+        let kafka = |what: &str, e: &rdkafka::error::KafkaError| classify::kafka_error(what, e);
+        let metadata = self
+            .0
+            .fetch_metadata(Some(topic), timeout)
+            .map_err(|e| kafka("could not reach Kafka", &e))?;
+        let mut ids: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic && t.error().is_none())
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        ids.sort_unstable();
+        let mut partitions = Vec::with_capacity(ids.len());
+        for p in ids {
+            let (low, end) = self
+                .0
+                .fetch_watermarks(topic, p, timeout)
+                .map_err(|e| kafka("could not read a partition's offsets", &e))?;
+            partitions.push(PartitionOffsets {
+                partition: p,
+                low,
+                end,
+            });
+        }
+        Ok(partitions)
+    }
+}
+
 fn read(
     servers: &str,
     topic: &str,
@@ -73,28 +117,7 @@ fn read(
     timeout: Duration,
 ) -> Result<TopicOffsets, OperatorError> {
     let kafka = |what: &str, e: &rdkafka::error::KafkaError| classify::kafka_error(what, e);
-    let c = client(servers, None)?;
-    let metadata = c
-        .fetch_metadata(Some(topic), timeout)
-        .map_err(|e| kafka("could not reach Kafka", &e))?;
-    let mut ids: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    ids.sort_unstable();
-    let mut partitions = Vec::with_capacity(ids.len());
-    for &p in &ids {
-        let (low, end) = c
-            .fetch_watermarks(topic, p, timeout)
-            .map_err(|e| kafka("could not read a partition's offsets", &e))?;
-        partitions.push(PartitionOffsets {
-            partition: p,
-            low,
-            end,
-        });
-    }
+    let partitions = OffsetReader::new(servers)?.partitions(topic, timeout)?;
     let mut per_group = Vec::with_capacity(groups.len());
     for g in groups {
         if partitions.is_empty() {
@@ -103,8 +126,8 @@ fn read(
         }
         let gc = client(servers, Some(g))?;
         let mut tpl = TopicPartitionList::new();
-        for &p in &ids {
-            tpl.add_partition(topic, p);
+        for p in &partitions {
+            tpl.add_partition(topic, p.partition);
         }
         let committed = gc
             .committed_offsets(tpl, timeout)

@@ -87,12 +87,33 @@ pub async fn replay(
         .map_err(|e| OperatorError::internal("the replay's thread failed", e))?
 }
 
-fn replay_blocking(
+/// What [`replay`] would do, without doing it: each chosen partition's committed offset
+/// and the offset it would move to. Fails as [`replay`] would when the group has active
+/// members (where the brokers can tell), the topic or a partition does not exist, or the
+/// brokers do not answer. For the confirmation page.
+pub async fn plan(
     target: &SinkGroup,
     to: ReplayTo,
     partitions: Option<Vec<i32>>,
     timeout: Duration,
 ) -> Result<Vec<PartitionReset>, OperatorError> {
+    let t = target.clone();
+    tokio::task::spawn_blocking(move || {
+        let consumer = group_client(&t)?;
+        plan_blocking(&consumer, &t, to, partitions, timeout).map(|p| p.resets)
+    })
+    .await
+    .map_err(|e| OperatorError::internal("the replay's thread failed", e))?
+}
+
+/// A replay worked out: what moves, and the topic's partitions.
+struct Plan {
+    resets: Vec<PartitionReset>,
+    all: Vec<i32>,
+}
+
+/// A client in the sink's group, configured as the sink configures its own.
+fn group_client(target: &SinkGroup) -> Result<BaseConsumer, OperatorError> {
     let kafka = |what: &str, e: &rdkafka::error::KafkaError| classify::kafka_error(what, e);
     // As the sink sets them (see its `run`): the embedded broker holds a group for the
     // session timeout after its last member left, and real brokers refuse less than 6 s.
@@ -101,7 +122,7 @@ fn replay_blocking(
     } else {
         "6000"
     };
-    let consumer: BaseConsumer = ClientConfig::new()
+    ClientConfig::new()
         .set("bootstrap.servers", &target.servers)
         .set("group.id", &target.group)
         .set("enable.auto.commit", "false")
@@ -110,14 +131,26 @@ fn replay_blocking(
         .set("heartbeat.interval.ms", "100")
         .set("log_level", "3")
         .create()
-        .map_err(|e| kafka("could not create a Kafka client", &e))?;
-    let active = |n: usize| {
-        OperatorError::new(
-            crate::operators::Reason::Rejected,
-            format!("consumer group `{}` has {n} active member(s)", target.group),
-        )
-        .hint("a group with active members cannot be reset: pause the DAG (a continuous sink stops), wait for its run to end, and replay again")
-    };
+        .map_err(|e| kafka("could not create a Kafka client", &e))
+}
+
+fn active_members(target: &SinkGroup, n: usize) -> OperatorError {
+    OperatorError::new(
+        crate::operators::Reason::Rejected,
+        format!("consumer group `{}` has {n} active member(s)", target.group),
+    )
+    .hint("a group with active members cannot be reset: pause the DAG (a continuous sink stops), wait for its run to end, and replay again")
+}
+
+fn plan_blocking(
+    consumer: &BaseConsumer,
+    target: &SinkGroup,
+    to: ReplayTo,
+    partitions: Option<Vec<i32>>,
+    timeout: Duration,
+) -> Result<Plan, OperatorError> {
+    let kafka = |what: &str, e: &rdkafka::error::KafkaError| classify::kafka_error(what, e);
+    let active = |n: usize| active_members(target, n);
     // Refuse before joining, so live members are not disturbed by a rebalance. The embedded
     // broker cannot describe groups; there the assignment below is the check.
     match consumer.fetch_group_list(Some(&target.group), timeout) {
@@ -183,7 +216,6 @@ fn replay_blocking(
         _ => None,
     };
     let mut resets = Vec::new();
-    let mut commit = TopicPartitionList::new();
     for &p in &chosen {
         let (low, high) = consumer
             .fetch_watermarks(topic, p, timeout)
@@ -204,14 +236,30 @@ fn replay_blocking(
             Some(Offset::Offset(o)) => Some(o),
             _ => None,
         };
-        commit
-            .add_partition_offset(topic, p, Offset::Offset(offset))
-            .map_err(|e| kafka("could not list the offsets to commit", &e))?;
         resets.push(PartitionReset {
             partition: p,
             previous,
             offset,
         });
+    }
+    Ok(Plan { resets, all })
+}
+
+fn replay_blocking(
+    target: &SinkGroup,
+    to: ReplayTo,
+    partitions: Option<Vec<i32>>,
+    timeout: Duration,
+) -> Result<Vec<PartitionReset>, OperatorError> {
+    let kafka = |what: &str, e: &rdkafka::error::KafkaError| classify::kafka_error(what, e);
+    let consumer = group_client(target)?;
+    let Plan { resets, all } = plan_blocking(&consumer, target, to, partitions, timeout)?;
+    let topic = &target.topic;
+    let mut commit = TopicPartitionList::new();
+    for r in &resets {
+        commit
+            .add_partition_offset(topic, r.partition, Offset::Offset(r.offset))
+            .map_err(|e| kafka("could not list the offsets to commit", &e))?;
     }
     // Join as the group's only member: every partition must come to this consumer.
     consumer
@@ -231,7 +279,7 @@ fn replay_blocking(
             break;
         }
         if std::time::Instant::now() >= deadline {
-            return Err(active(1));
+            return Err(active_members(target, 1));
         }
     }
     consumer.commit(&commit, CommitMode::Sync).map_err(|e| {

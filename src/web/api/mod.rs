@@ -63,6 +63,11 @@ pub fn routes() -> Router<AppState> {
             get(dags::record_schemas),
         )
         .route("/api/v2/streams/topics", get(streams::topics))
+        .route("/api/v2/streams/topics/{topic}", get(streams::topic))
+        .route(
+            "/api/v2/streams/topics/{topic}/partitions/{partition}/messages",
+            get(streams::messages),
+        )
         .route("/api/v2/dagSources/{dag_id}", get(dags::source))
         .route("/api/v2/dagStats", get(dags::stats))
         .route("/api/v2/dagWarnings", get(dags::warnings))

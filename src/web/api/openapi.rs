@@ -7,7 +7,7 @@ use axum::Json;
 use serde_json::{json, Map, Value};
 
 use super::query::{Kind, Params};
-use super::{backfills, dags, events, misc, operate, runs, task_instances};
+use super::{backfills, dags, events, misc, operate, runs, streams, task_instances};
 
 /// One operation of the API.
 struct Op {
@@ -97,6 +97,12 @@ fn operations() -> Vec<Op> {
         op("get", "/api/v2/streams/topics", "get_stream_topics",
            "updraft: the topics the DAGs publish to and consume from; per partition the offsets, per consumer group the committed offsets and lag")
             .ok(200, "StreamTopicCollectionResponse").errors(&[401, 403, 422]),
+        op("get", "/api/v2/streams/topics/{topic}", "get_stream_topic",
+           "updraft: one topic as in the list, plus its end-offset samples and messages/s over the last 15 minutes (sampled every 5 s by this web server)")
+            .q(streams::topic_params()).ok(200, "StreamTopicResponse").errors(&[400, 401, 403, 404, 422]),
+        op("get", "/api/v2/streams/topics/{topic}/partitions/{partition}/messages", "get_stream_messages",
+           "updraft: the latest messages of a partition before offset `before` (default: the end), newest first, `limit` 1-100 (default 20); read without joining a group")
+            .q(streams::messages_params()).ok(200, "StreamMessageCollectionResponse").errors(&[400, 401, 403, 404, 422, 502]),
         op("get", "/api/v2/dagSources/{dag_id}", "get_dag_source", "A DAG's file (JSON, or text/plain)")
             .q(dags::source_params()).ok(200, "DAGSourceResponse").errors(&[400, 401, 403, 404, 406, 422]),
         op("get", "/api/v2/dagStats", "get_dag_stats", "Runs per state of each DAG")
@@ -186,6 +192,7 @@ fn reason(code: u16) -> &'static str {
         409 => "Conflict",
         422 => "Validation Error",
         429 => "Too Many Requests (sign-in attempts with basic auth; see Retry-After)",
+        502 => "Bad Gateway (the Kafka brokers did not answer in time)",
         503 => "Service Unavailable (too many sign-in attempts being checked; try again)",
         _ => "Error",
     }
@@ -202,6 +209,9 @@ fn operation(o: &Op) -> Value {
         .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
         .map(|name| {
             let mut schema = Kind::Str.schema();
+            if name == "partition" {
+                schema = json!({"type": "integer", "minimum": 0});
+            }
             if name == "dag_run_id" {
                 // Airflow's allowed_run_id_pattern (updraft also refuses `..`).
                 schema["pattern"] = json!("^[A-Za-z0-9_.~:+-]+$");

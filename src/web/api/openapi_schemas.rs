@@ -166,20 +166,50 @@ pub fn schemas() -> Value {
         &["dag_id", "task_id", "role", "topic", "group"],
         json!({"dag_id": s, "task_id": s, "role": {"type": "string", "enum": ["publishes", "consumes"]}, "topic": s, "group": sn}),
     );
+    let stream_topic = obj(
+        &["topic", "bootstrap_servers", "tasks"],
+        json!({"topic": s, "bootstrap_servers": s, "tasks": {"type": "array", "items": topic_task},
+        "exists": b, "end_offset": i, "error": s,
+        "partitions": {"type": "array", "items": partition},
+        "groups": {"type": "array", "items": obj(
+            &["group", "lag", "partitions"],
+            json!({"group": s, "lag": i, "partitions": {"type": "array", "items": group_partition}}),
+        )}}),
+    );
     out.insert(
         "StreamTopicCollectionResponse".into(),
         obj(
             &["topics", "total_entries"],
-            json!({"total_entries": i, "topics": {"type": "array", "items": obj(
-                &["topic", "tasks"],
-                json!({"topic": s, "tasks": {"type": "array", "items": topic_task},
-                       "exists": b, "end_offset": i, "error": s,
-                       "partitions": {"type": "array", "items": partition},
-                       "groups": {"type": "array", "items": obj(
-                           &["group", "lag", "partitions"],
-                           json!({"group": s, "lag": i, "partitions": {"type": "array", "items": group_partition}}),
-                       )}}),
-            )}}),
+            json!({"total_entries": i, "topics": {"type": "array", "items": stream_topic.clone()}}),
+        ),
+    );
+    let mut detail = stream_topic;
+    detail["required"] = json!([
+        "topic",
+        "bootstrap_servers",
+        "tasks",
+        "sample_interval_seconds",
+        "samples",
+        "rates"
+    ]);
+    detail["properties"]["sample_interval_seconds"] = i.clone();
+    detail["properties"]["samples"] = json!({"type": "array", "items": obj(&["at", "end_offset"], json!({"at": dt, "end_offset": i}))});
+    detail["properties"]["rates"] = json!({"type": "array", "items": obj(&["at", "per_second"], json!({"at": dt, "per_second": {"type": "number"}}))});
+    out.insert("StreamTopicResponse".into(), detail);
+    out.insert(
+        "StreamMessageCollectionResponse".into(),
+        obj(
+            &["topic", "partition", "low_offset", "end_offset", "first_offset", "before", "older_before", "messages", "total_entries"],
+            json!({"topic": s, "partition": i, "low_offset": i, "end_offset": i, "first_offset": i, "before": i,
+                   "older_before": {"type": ["integer", "null"], "description": "`before` of the next older page; null at the partition's oldest message"},
+                   "total_entries": i,
+                   "messages": {"type": "array", "items": obj(
+                       &["partition", "offset", "timestamp", "key", "value", "format", "size", "truncated"],
+                       json!({"partition": i, "offset": i, "timestamp": dt, "key": sn,
+                              "value": {"description": "The value: JSON as JSON, other text as a string, bytes decoded lossily; null for a tombstone"},
+                              "format": {"type": ["string", "null"], "enum": ["json", "text", "binary", null]},
+                              "size": i, "truncated": b}),
+                   )}}),
         ),
     );
     out.insert(

@@ -48,6 +48,34 @@ pub struct DagDetailPage {
     pub versions: Vec<VersionRow>,
     pub current_version: i64,
     pub import_error: Option<String>,
+    /// The publish and sink tasks with their topics, linked to the topic monitor.
+    pub topics: Vec<TaskTopic>,
+}
+
+/// A publish or sink task's topic, on the DAG page.
+pub struct TaskTopic {
+    pub task_id: String,
+    /// `publishes to` or `consumes from`.
+    pub verb: &'static str,
+    pub topic: String,
+    pub href: String,
+}
+
+/// The DAG's publish and sink tasks with their topics (tasks with a literal `with:`).
+pub fn task_topics(dag: &Dag, env: &crate::operators::OperatorEnv) -> Vec<TaskTopic> {
+    crate::dag::streams::topic_uses(dag, env)
+        .into_iter()
+        .map(|u| TaskTopic {
+            verb: match u.role {
+                crate::dag::streams::Role::Publishes => "publishes to",
+                crate::dag::streams::Role::Consumes => "consumes from",
+            },
+            // The brokers make the link exact even when another DAG's topic shares the name.
+            href: super::streams::topic_href(&u.topic, Some(&u.servers)),
+            task_id: u.task_id,
+            topic: u.topic,
+        })
+        .collect()
 }
 
 impl DagDetailPage {
@@ -151,7 +179,12 @@ pub async fn show(
         })
         .collect();
     let versions = q::versions(&st.pool, &dag_id, 20).await?;
+    let topics = dag
+        .as_ref()
+        .map(|d| task_topics(d, &st.settings.operator_env))
+        .unwrap_or_default();
     render(&DagDetailPage {
+        topics,
         chrome: user.chrome(),
         graph: graph::layout(&edges, &chosen_states),
         dag,

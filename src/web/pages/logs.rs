@@ -63,6 +63,8 @@ pub struct LogPage {
     pub lines: Vec<LogLine>,
     pub after: i64,
     pub more: bool,
+    /// A publish or sink task's topic (as the DAG's current version names it).
+    pub topic: Option<super::dag_detail::TaskTopic>,
 }
 
 impl LogPage {
@@ -126,6 +128,25 @@ async fn find_ti(
     })
 }
 
+/// The topic of a publish or sink task, for its link to the topic monitor. The current
+/// version's: its topic is the one that matters now.
+async fn task_topic(
+    st: &AppState,
+    dag_id: &str,
+    task_id: &str,
+) -> Option<super::dag_detail::TaskTopic> {
+    let dag = match crate::db::dags::current_spec(&st.pool, dag_id).await {
+        Ok(d) => d?,
+        Err(e) => {
+            tracing::warn!(dag_id, error = %e, "could not read the DAG for its task's topic");
+            return None;
+        }
+    };
+    super::dag_detail::task_topics(&dag, &st.settings.operator_env)
+        .into_iter()
+        .find(|t| t.task_id == task_id)
+}
+
 /// A try the task has not had is a 404, not an empty page.
 fn check_try(ti: &TiRow, try_number: i32) -> Result<(), WebError> {
     let tries = ti.try_number.max(1);
@@ -151,7 +172,9 @@ pub async fn show(
         crate::db::logs::page(&st.pool, ti.id, try_number, lq.after(), PAGE_LINES + 1).await?;
     let more = lines.len() as i64 > PAGE_LINES;
     lines.truncate(PAGE_LINES as usize);
+    let topic = task_topic(&st, &dag_id, &task_id).await;
     render(&LogPage {
+        topic,
         chrome: user.chrome(),
         tries: (1..=ti.try_number.max(1)).collect(),
         state: ti.state,

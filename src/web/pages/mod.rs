@@ -16,7 +16,9 @@ pub mod import_errors;
 pub mod logs;
 pub mod operate;
 pub mod pools;
+pub mod replay;
 pub mod runs;
+pub mod streams;
 pub mod trigger;
 pub mod variables;
 
@@ -63,6 +65,12 @@ pub fn routes() -> Router<AppState> {
             get(logs::download),
         )
         .route("/import-errors", get(import_errors::list))
+        .route("/streams", get(streams::list))
+        .route("/streams/topics/{topic}", get(streams::topic))
+        .route(
+            "/dags/{dag_id}/tasks/{task_id}/replay",
+            post(replay::replay),
+        )
         .route("/audit-log", get(audit::list))
         .route(
             "/dags/{dag_id}/backfills",
