@@ -186,7 +186,10 @@ async fn replay_dead_letters_writes_what_passes_after_a_fix_in_one_command() {
     assert_eq!(rows(&db.pool).await, 1);
     let reasons = dead_letters(&db.pool).await;
     assert_eq!(reasons.len(), 5, "{reasons:?}");
-    let missing = reasons.iter().filter(|r| r.contains("`last_name` is missing")).count();
+    let missing = reasons
+        .iter()
+        .filter(|r| r.contains("`last_name` is missing"))
+        .count();
     assert_eq!(missing, 4, "{reasons:?}");
 
     // The fix: the record no longer declares `last_name`.
