@@ -380,12 +380,18 @@ async fn start_run(
         })
         .collect();
     let states: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+    let subprocess: Vec<bool> = dag
+        .tasks
+        .iter()
+        .map(|t| t.operator.runs_processes())
+        .collect();
     sqlx::query(
         "INSERT INTO task_instances (run_pk, dag_id, task_id, max_tries, upstream_total, state, queued_at,
-                                     not_before, pool, pool_slots)
+                                     not_before, pool, pool_slots, subprocess)
          SELECT $1, $2, t, m, u, s, CASE WHEN s = 'queued' THEN now() END,
-                CASE WHEN s = 'queued' THEN now() ELSE '-infinity' END, p, ps
-         FROM UNNEST($3::text[], $4::int[], $5::int[], $6::text[], $7::text[], $8::int[]) AS x(t, m, u, s, p, ps)",
+                CASE WHEN s = 'queued' THEN now() ELSE '-infinity' END, p, ps, sp
+         FROM UNNEST($3::text[], $4::int[], $5::int[], $6::text[], $7::text[], $8::int[], $9::bool[])
+              AS x(t, m, u, s, p, ps, sp)",
     )
     .bind(run_pk)
     .bind(dag_id)
@@ -395,6 +401,7 @@ async fn start_run(
     .bind(&states)
     .bind(&pools)
     .bind(&slots)
+    .bind(&subprocess)
     .execute(&mut **tx)
     .await?;
     let timeout = dag.dagrun_timeout.map(|d| d.pg_interval_micros());

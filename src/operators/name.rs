@@ -16,6 +16,12 @@ pub enum OperatorName {
 }
 
 impl OperatorName {
+    /// Whether a try runs a command in processes of its own (which a worker's process slots
+    /// bound), rather than as a task inside the worker.
+    pub fn runs_processes(self) -> bool {
+        self == OperatorName::Bash
+    }
+
     /// Every `uses:` name updraft accepts, with the operator it selects. updraft's own names
     /// first, then the Airflow class paths it implements natively.
     pub const USES: [(&'static str, OperatorName); 12] = [

@@ -96,6 +96,7 @@ pub const KEYS: &[Key] = &[
     key("scheduler.create_cron_data_intervals", "UPDRAFT_CREATE_CRON_DATA_INTERVALS", "classic interval semantics for cron schedules (Airflow's `[scheduler] create_cron_data_intervals`)")
         .kind(Kind::Bool),
     key("worker.slots", "UPDRAFT_WORKER_SLOTS", "tasks a worker runs at once").flag("--slots").kind(Kind::Int),
+    key("worker.process_slots", "UPDRAFT_WORKER_PROCESS_SLOTS", "of those, tasks that run commands in processes of their own (`bash`) at once; default four per core").kind(Kind::Int),
     key("worker.lease_ttl", "UPDRAFT_LEASE_TTL", "how long a claimed task stays leased without a heartbeat"),
     key("worker.shutdown_grace", "UPDRAFT_SHUTDOWN_GRACE", "how long running tasks may finish at shutdown"),
     key("webserver.host", "UPDRAFT_WEB_HOST", "the address the web server listens on").flag("--host"),

@@ -114,6 +114,9 @@ impl Default for Scheduler {
 #[serde(default, deny_unknown_fields)]
 pub struct Worker {
     pub slots: usize,
+    /// How many of the slots may run commands in processes of their own (`bash`) at once;
+    /// `None`: four per core.
+    pub process_slots: Option<usize>,
     pub lease_ttl: Duration,
     pub shutdown_grace: Duration,
 }
@@ -122,6 +125,7 @@ impl Default for Worker {
     fn default() -> Self {
         Worker {
             slots: 32,
+            process_slots: None,
             lease_ttl: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(30),
         }
@@ -227,6 +231,11 @@ impl Settings {
             dag_file_max_bytes: self.core.dag_file_max_bytes,
             process_dags_folder: true,
             worker_slots: self.worker.slots.max(1),
+            worker_process_slots: self
+                .worker
+                .process_slots
+                .unwrap_or_else(|| 4 * std::thread::available_parallelism().map_or(2, |n| n.get()))
+                .max(1),
             lease_ttl: self.worker.lease_ttl,
             poll_interval: self.scheduler.poll_interval,
             shutdown_grace: self.worker.shutdown_grace,
@@ -275,6 +284,8 @@ pub struct EngineSettings {
     pub process_dags_folder: bool,
     /// Concurrent task slots per worker process.
     pub worker_slots: usize,
+    /// Of those, how many may run commands in processes of their own at once.
+    pub worker_process_slots: usize,
     /// How long a claimed task stays leased without a heartbeat.
     pub lease_ttl: Duration,
     /// Fallback polling interval; NOTIFY is the main wake-up path.

@@ -99,6 +99,10 @@ impl Worker {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let this = Arc::new(self);
         let slots = Arc::new(Semaphore::new(this.settings.worker_slots));
+        // Of the slots, those that may run commands in processes of their own at once: more
+        // commands than the machine can run only queue for its cores, and the time between a
+        // command's exit and its recorded outcome grows with that queue.
+        let processes = Arc::new(Semaphore::new(this.settings.worker_process_slots));
         let tracker = TaskTracker::new();
         // Commands and scratch directories a dead worker on this machine left behind: first
         // thing, before any database round trip, so that a worker stopped while it starts
@@ -113,7 +117,12 @@ impl Worker {
                 "cleaned up after a worker that died on this machine"
             );
         }
-        info!(worker = %this.id, slots = this.settings.worker_slots, "worker started");
+        info!(
+            worker = %this.id,
+            slots = this.settings.worker_slots,
+            process_slots = this.settings.worker_process_slots,
+            "worker started"
+        );
 
         let listen_stop = CancellationToken::new();
         let finisher_rx = this
@@ -134,19 +143,27 @@ impl Worker {
 
         while !shutdown.is_cancelled() {
             let free = slots.available_permits();
+            let free_processes = processes.available_permits() as i64;
             let mut claimed_all = false;
             if free > 0 {
-                match tasks::claim(&this.pool, this.id, &this.hostname, free as i64).await {
+                let limits = (free as i64, free_processes);
+                match tasks::claim(&this.pool, this.id, &this.hostname, limits).await {
                     Ok(claimed) => {
                         claimed_all = claimed.len() == free;
                         for c in claimed {
                             let Ok(permit) = slots.clone().acquire_owned().await else {
                                 break;
                             };
+                            // Only this loop takes process slots, and it claimed no more
+                            // than were free: this does not wait.
+                            let process = match c.subprocess {
+                                true => processes.clone().acquire_owned().await.ok(),
+                                false => None,
+                            };
                             let me = this.clone();
                             tracker.spawn(async move {
                                 me.run_claimed(c).await;
-                                drop(permit);
+                                drop((permit, process));
                                 me.wake.notify_one();
                             });
                         }

@@ -677,7 +677,7 @@ async fn retries_are_claimed_in_due_order_with_the_queue() {
     .unwrap();
     let mut order = Vec::new();
     for _ in 0..3 {
-        let c = updraft::db::tasks::claim(&db.pool, worker, "test", 1)
+        let c = updraft::db::tasks::claim(&db.pool, worker, "test", (1, 1))
             .await
             .unwrap();
         order.push(c[0].task_id.clone());

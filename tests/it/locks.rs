@@ -45,7 +45,7 @@ async fn concurrent_finishes_across_shared_runs_never_deadlock() {
     }
     let mut claimed: Vec<(uuid::Uuid, Claimed)> = Vec::new();
     for w in &workers {
-        for c in tasks::claim(&db.pool, *w, "test", 64).await.unwrap() {
+        for c in tasks::claim(&db.pool, *w, "test", (64, 64)).await.unwrap() {
             claimed.push((*w, c));
         }
     }
@@ -113,7 +113,7 @@ async fn concurrent_finishes_across_shared_runs_never_deadlock() {
     beating.await.unwrap();
 
     // Every join is queued exactly once; finish them and every run succeeds.
-    let joins = tasks::claim(&db.pool, workers[0], "test", 64)
+    let joins = tasks::claim(&db.pool, workers[0], "test", (64, 64))
         .await
         .unwrap();
     assert_eq!(joins.len(), 8);

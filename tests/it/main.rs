@@ -33,6 +33,7 @@ mod operate_web;
 mod outage;
 mod pipeline;
 mod pipeline_e2e;
+mod process_slots;
 mod spec;
 mod standalone;
 mod streams;

@@ -36,6 +36,8 @@ pub struct Claimed {
     /// The task's pool, and whether it exists (a task whose pool vanished fails naming it).
     pub pool: String,
     pub pool_exists: bool,
+    /// Whether the task runs a command in processes of its own (it takes a process slot).
+    pub subprocess: bool,
 }
 
 /// Claims up to `limit` task instances whose time has come, leasing them to `worker`.
@@ -46,11 +48,13 @@ pub struct Claimed {
 /// slots is unlimited, as in Airflow. A task whose pool does not exist is claimed anyway, so
 /// the worker fails it with a message naming the pool instead of it waiting forever. Four
 /// times `limit` candidates are locked so that a full run or pool does not crowd out others.
+/// Of tasks that run processes of their own (`bash`), at most `process_limit` are taken;
+/// the others are claimed past them.
 pub async fn claim(
     pool: &PgPool,
     worker: Uuid,
     hostname: &str,
-    limit: i64,
+    (limit, process_limit): (i64, i64),
 ) -> sqlx::Result<Vec<Claimed>> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -66,7 +70,7 @@ pub async fn claim(
                     END AS room
              FROM pools p
          ), cand AS (
-             SELECT q.id, q.run_pk, q.dag_id, q.pool, q.pool_slots, q.not_before FROM task_instances q
+             SELECT q.id, q.run_pk, q.dag_id, q.pool, q.pool_slots, q.not_before, q.subprocess FROM task_instances q
              WHERE q.state IN ('queued', 'up_for_retry') AND q.not_before <= now()
                AND (SELECT count(*) FROM task_instances a WHERE a.run_pk = q.run_pk AND a.state = 'running')
                    < (SELECT d.max_active_tasks FROM dags d WHERE d.dag_id = q.dag_id)
@@ -80,11 +84,14 @@ pub async fn claim(
                     (SELECT d.max_active_tasks FROM dags d WHERE d.dag_id = c.dag_id)
                       - (SELECT count(*) FROM task_instances a WHERE a.run_pk = c.run_pk AND a.state = 'running') AS room,
                     sum(c.pool_slots) OVER (PARTITION BY c.pool ORDER BY c.not_before, c.id) AS pool_used,
+                    sum(c.subprocess::int) OVER (ORDER BY c.not_before, c.id) AS processes,
+                    c.subprocess,
                     (SELECT pr.room FROM pool_room pr WHERE pr.pool = c.pool) AS pool_room
              FROM cand c
          ), chosen AS (
              SELECT id FROM ranked
              WHERE rn <= room AND (pool_room IS NULL OR pool_used <= pool_room)
+               AND (NOT subprocess OR processes <= $4)
              ORDER BY not_before, id LIMIT $2
          )
          UPDATE task_instances t
@@ -96,11 +103,12 @@ pub async fn claim(
          RETURNING t.id AS ti_id, t.run_pk, t.dag_id, t.task_id, t.try_number, t.max_tries, r.version_id,
                    r.run_id, r.logical_date, r.data_interval_start, r.data_interval_end, r.conf,
                    (SELECT g.generation FROM config_generation g) AS config_generation, t.pool,
-                   EXISTS (SELECT 1 FROM pools p WHERE p.pool = t.pool) AS pool_exists",
+                   EXISTS (SELECT 1 FROM pools p WHERE p.pool = t.pool) AS pool_exists, t.subprocess",
     )
     .bind(worker)
     .bind(limit)
     .bind(hostname)
+    .bind(process_limit)
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
