@@ -123,8 +123,8 @@ pub async fn run(settings: &Settings, args: BenchArgs) -> anyhow::Result<()> {
             rss.idle.0, rss.idle.1
         );
         println!(
-            "  after 20 user_automation runs (5 s on)   VmRSS {:>6.1} MB",
-            rss.after_runs
+            "  after 20 user_automation runs (5 s on)   VmRSS {:>6.1} MB; a minute later {:>6.1} MB",
+            rss.after_runs, rss.after_idle_minute
         );
     }
     if !args.no_pipeline {
@@ -294,6 +294,8 @@ pub struct StandaloneRss {
     /// VmRSS 5 s after 20 runs of `user_automation` (50 users each, from a local stand-in
     /// for randomuser.me, through the embedded broker into the sink) have finished.
     pub after_runs: f64,
+    /// VmRSS a minute later, once the worker has closed the producers it keeps for reuse.
+    pub after_idle_minute: f64,
 }
 
 /// Starts `updraft standalone` on the bench database with an empty DAGs folder and a free
@@ -376,6 +378,8 @@ async fn standalone_rss(url: &str, pool: &sqlx::PgPool) -> anyhow::Result<Standa
     );
     tokio::time::sleep(StdDuration::from_secs(5)).await;
     let after_runs = field("VmRSS:");
+    tokio::time::sleep(StdDuration::from_secs(65)).await;
+    let after_idle_minute = field("VmRSS:");
 
     // SAFETY: signalling our own child.
     unsafe {
@@ -384,7 +388,11 @@ async fn standalone_rss(url: &str, pool: &sqlx::PgPool) -> anyhow::Result<Standa
     let _ = tokio::time::timeout(StdDuration::from_secs(10), child.wait()).await;
     let _ = std::fs::remove_dir_all(&dags);
     let _ = std::fs::remove_dir_all(&home);
-    Ok(StandaloneRss { idle, after_runs })
+    Ok(StandaloneRss {
+        idle,
+        after_runs,
+        after_idle_minute,
+    })
 }
 
 #[cfg(test)]
