@@ -108,16 +108,22 @@ async fn replay_dead_letters(
         .await?
         .with_context(|| format!("no DAG `{dag_id}`"))?;
     // Fails with the reason when the task is no sink or computes its `with:` at run time.
-    crate::dag::streams::sink_group(&dag, task_id, &settings.operator_env())
-        .map_err(anyhow::Error::msg)?;
-    let task = dag.task(task_id).context("the task vanished")?;
+    let task = crate::dag::streams::sink_task(&dag, task_id).map_err(anyhow::Error::msg)?;
     let with = task.args.to_literal_json();
     // Connections stored in the database count, as they do for a try.
     let vault = settings.vault()?;
-    let env = crate::operators::OperatorEnv {
+    let mut env = crate::operators::OperatorEnv {
         stored: std::sync::Arc::new(crate::db::config_store::snapshot(&pool, &vault).await?),
         ..settings.operator_env()
     };
+    // As standalone does: with no sink target configured, the sink writes to the metadata
+    // database (and so its dead letters are there).
+    let has_target = env.has_connection(crate::operators::sink::DEFAULT_CONN_ID)
+        || env.cassandra_contact_points.is_some()
+        || env.sink_postgres_url.is_some();
+    if !has_target {
+        env.sink_postgres_url = settings.database_url_or_standalone();
+    }
     let specs = crate::db::tasks::SpecCache::default();
     let contract = crate::worker::contract::contract(&pool, &specs, &dag, task, &with).await?;
     let place = dead_letters::place(with.clone(), &env).map_err(|e| anyhow::anyhow!("{e}"))?;

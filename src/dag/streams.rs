@@ -1,12 +1,12 @@
 //! A DAG's sink tasks as streams: which consumer group, topic and brokers a sink task uses,
 //! for replay and the topic views. Pure: the brokers come from the operator environment.
 
-use super::model::Dag;
+use super::model::{Dag, Task};
 use crate::operators::sink::replay::SinkGroup;
 use crate::operators::{OperatorEnv, OperatorName};
 
-/// The group, topic and brokers of sink task `task_id` of `dag`, or why there are none.
-pub fn sink_group(dag: &Dag, task_id: &str, env: &OperatorEnv) -> Result<SinkGroup, String> {
+/// Sink task `task_id` of `dag` with its `with:` written out, or why it is not one.
+pub fn sink_task<'a>(dag: &'a Dag, task_id: &str) -> Result<&'a Task, String> {
     let task = dag
         .task(task_id)
         .ok_or_else(|| format!("DAG `{}` has no task `{task_id}`", dag.dag_id))?;
@@ -23,6 +23,12 @@ pub fn sink_group(dag: &Dag, task_id: &str, env: &OperatorEnv) -> Result<SinkGro
             dag.dag_id
         ));
     }
+    Ok(task)
+}
+
+/// The group, topic and brokers of sink task `task_id` of `dag`, or why there are none.
+pub fn sink_group(dag: &Dag, task_id: &str, env: &OperatorEnv) -> Result<SinkGroup, String> {
+    let task = sink_task(dag, task_id)?;
     SinkGroup::of_task(
         task.args.to_literal_json(),
         dag.dag_id.as_str(),

@@ -212,7 +212,21 @@ async fn replay_dead_letters_writes_what_passes_after_a_fix_in_one_command() {
     assert_eq!(left.len(), 1, "{left:?}");
     assert!(left[0].starts_with("not JSON"), "{left:?}");
 
-    let out = updraft(&db.url, &servers, folder.path(), &args);
+    // Again, as beside a standalone: no brokers and no sink target configured (a Postgres
+    // target needs no Kafka; the sink's default target is the metadata database).
+    let out = Command::new(env!("CARGO_BIN_EXE_updraft"))
+        .args(args)
+        .env("UPDRAFT_DAGS_FOLDER", folder.path())
+        .env("UPDRAFT_LOG", "warn")
+        .env(
+            "UPDRAFT_HOME",
+            std::env::temp_dir().join("updraft-dl-test-home"),
+        )
+        .env("DATABASE_URL", &db.url)
+        .env_remove("SINK_POSTGRES_URL")
+        .env_remove("KAFKA_BOOTSTRAP_SERVERS")
+        .output()
+        .unwrap();
     assert!(
         text(&out).contains("1 dead letter(s) checked: 0 written, 1 still break the checks"),
         "{}",
