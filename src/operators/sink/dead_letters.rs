@@ -24,6 +24,7 @@ use super::postgres::{PgWriter, Statements};
 use super::record;
 use crate::operators::contract::Contract;
 use crate::operators::error::classify;
+use crate::operators::kafka::monitor::topic_offsets;
 use crate::operators::{parse_config, OperatorEnv, OperatorError};
 
 /// Dead letters looked at per transaction (Postgres) or per delivery round (Kafka).
@@ -129,17 +130,26 @@ pub async fn republish(
         .create()
         .map_err(|e| kafka("could not create the producer", &e))?;
 
-    // Where to start (the group's commits, else the beginning) and where to stop (the end
-    // offsets now: messages that arrive meanwhile wait for the next replay). The consumer's
-    // calls block, so they run on the blocking pool.
+    // Where to start (the group's commits, else the oldest message kept) and where to stop
+    // (the end offsets now: messages that arrive meanwhile wait for the next replay): what
+    // the group has yet to read, as the topic monitor counts its lag.
+    let offsets = topic_offsets(servers, from, &[group.to_string()], timeout).await?;
+    let lags = offsets
+        .groups
+        .into_iter()
+        .next()
+        .map(|(_, g)| g)
+        .unwrap_or_default();
+    let spans: Vec<(i32, i64, i64)> = offsets
+        .partitions
+        .iter()
+        .zip(lags)
+        .filter(|(_, g)| g.lag > 0)
+        .map(|(p, g)| (p.partition, p.end - g.lag, p.end))
+        .collect();
+    // The consumer's calls block, so they run on the blocking pool.
     let consumer = Arc::new(consumer);
     let on_thread = |e| OperatorError::internal("the dead-letter consumer's thread failed", e);
-    let spans = {
-        let (c, from) = (consumer.clone(), from.to_string());
-        tokio::task::spawn_blocking(move || spans(&c, &from, timeout))
-            .await
-            .map_err(on_thread)??
-    };
     let mut total = Replayed::default();
     for (partition, start, end) in spans {
         let mut next = start;
@@ -216,45 +226,6 @@ fn read_batch(
             key: m.key().map(<[u8]>::to_vec),
             payload: m.payload().map(<[u8]>::to_vec),
         });
-    }
-    Ok(out)
-}
-
-/// Per partition of `topic`: where the group left off (or the oldest offset) and the end.
-fn spans(
-    consumer: &BaseConsumer,
-    topic: &str,
-    timeout: Duration,
-) -> Result<Vec<(i32, i64, i64)>, OperatorError> {
-    let kafka = |what: &str, e: &rdkafka::error::KafkaError| classify::kafka_error(what, e);
-    let metadata = consumer
-        .fetch_metadata(Some(topic), timeout)
-        .map_err(|e| kafka("could not reach Kafka for the dead-letter topic", &e))?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    let mut tpl = TopicPartitionList::new();
-    for &p in &partitions {
-        tpl.add_partition(topic, p);
-    }
-    let committed = consumer
-        .committed_offsets(tpl, timeout)
-        .map_err(|e| kafka("could not read the replay's committed offsets", &e))?;
-    let mut out = Vec::new();
-    for p in partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p, timeout)
-            .map_err(|e| kafka("could not read the dead-letter topic's offsets", &e))?;
-        let start = match committed.find_partition(topic, p).map(|e| e.offset()) {
-            Some(Offset::Offset(o)) => o.max(low),
-            _ => low,
-        };
-        if start < high {
-            out.push((p, start, high));
-        }
     }
     Ok(out)
 }
