@@ -1,9 +1,10 @@
 //! Backfills through the REST API (by hand and with Airflow's Python client) and the CLI.
 
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use serde_json::{json, Value};
 
+use crate::helpers::{output_text, updraft_bin};
 use crate::web_support::*;
 
 /// `sample_dag` on a daily schedule.
@@ -158,25 +159,11 @@ print("ok")
 }
 
 fn updraft(db_url: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_updraft"))
+    updraft_bin()
         .args(args)
-        .env("UPDRAFT_LOG", "warn")
         .env("DATABASE_URL", db_url)
-        .env(
-            "UPDRAFT_HOME",
-            std::env::temp_dir().join("updraft-cli-test-home"),
-        )
-        .stdin(Stdio::null())
         .output()
         .expect("run updraft")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[tokio::test]
@@ -199,7 +186,7 @@ async fn backfill_create_from_the_cli() {
         a
     };
     let out = updraft(url, &args(&["--dry-run", "--run-backwards"]));
-    let t = text(&out);
+    let t = output_text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
     assert!(t.contains("4 run(s) would be created"), "{t}");
     assert!(
@@ -211,7 +198,7 @@ async fn backfill_create_from_the_cli() {
         url,
         &args(&["--max-active-runs", "2", "--dag-run-conf", r#"{"k": 1}"#]),
     );
-    let t = text(&out);
+    let t = output_text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
     assert!(
         t.contains("Created backfill 1 of etl: running, 0/4 runs done"),
@@ -224,25 +211,29 @@ async fn backfill_create_from_the_cli() {
         "a second backfill while one runs"
     );
     assert!(
-        text(&out).contains("already has a backfill running"),
+        output_text(&out).contains("already has a backfill running"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
     let out = updraft(url, &args(&["--reprocess-behavior", "sometimes"]));
     assert!(
-        text(&out).contains("use none, failed, completed"),
+        output_text(&out).contains("use none, failed, completed"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
 
     let out = updraft(url, &["backfill", "cancel", "1"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(text(&out).contains("completed"), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert!(
+        output_text(&out).contains("completed"),
+        "{}",
+        output_text(&out)
+    );
     let out = updraft(url, &["backfill", "list", "--dag-id", "etl"]);
     assert!(
-        text(&out).contains("backfill 1 of etl: completed"),
+        output_text(&out).contains("backfill 1 of etl: completed"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
 }
 

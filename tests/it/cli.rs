@@ -7,28 +7,12 @@ use std::time::Duration;
 use crate::helpers::*;
 
 fn updraft(db_url: Option<&str>, dags: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_updraft"));
-    cmd.args(args)
-        .env("UPDRAFT_DAGS_FOLDER", dags)
-        .env("UPDRAFT_LOG", "warn")
-        .env_remove("DATABASE_URL");
-    // Keep a developer's running standalone out of the way.
-    cmd.env(
-        "UPDRAFT_HOME",
-        std::env::temp_dir().join("updraft-cli-test-home"),
-    );
+    let mut cmd = updraft_bin();
+    cmd.args(args).env("UPDRAFT_DAGS_FOLDER", dags);
     if let Some(url) = db_url {
         cmd.env("DATABASE_URL", url);
     }
     cmd.output().expect("run updraft")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn repo(p: &str) -> std::path::PathBuf {
@@ -38,7 +22,7 @@ fn repo(p: &str) -> std::path::PathBuf {
 #[test]
 fn validate_prints_every_error_and_exits_non_zero() {
     let out = updraft(None, &repo("tests/dags/broken"), &["dags", "validate"]);
-    let t = text(&out);
+    let t = output_text(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
     let files = std::fs::read_dir(repo("tests/dags/broken"))
         .unwrap()
@@ -54,7 +38,7 @@ fn validate_prints_every_error_and_exits_non_zero() {
         ok.status.code(),
         Some(0),
         "the shipped DAGs are valid: {}",
-        text(&ok)
+        output_text(&ok)
     );
 }
 
@@ -62,7 +46,7 @@ fn validate_prints_every_error_and_exits_non_zero() {
 fn commands_that_need_a_database_say_how_to_get_one() {
     let out = updraft(None, &repo("dags"), &["dags", "list"]);
     assert_eq!(out.status.code(), Some(1));
-    let t = text(&out);
+    let t = output_text(&out);
     assert!(
         t.contains("DATABASE_URL") && t.contains("standalone"),
         "{t}"
@@ -73,9 +57,9 @@ fn commands_that_need_a_database_say_how_to_get_one() {
         &["dags", "list"],
     );
     assert!(
-        text(&bad).contains("could not connect to Postgres"),
+        output_text(&bad).contains("could not connect to Postgres"),
         "{}",
-        text(&bad)
+        output_text(&bad)
     );
 }
 
@@ -126,7 +110,7 @@ async fn trigger_wait_list_pause_and_logs() {
     })
     .await
     .unwrap();
-    let t = text(&out);
+    let t = output_text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
     assert!(
         t.contains("greet") && t.contains("finished: success"),
@@ -138,7 +122,11 @@ async fn trigger_wait_list_pause_and_logs() {
         &dags,
         &["tasks", "logs", "hello_world", "from_cli", "greet"],
     );
-    assert!(text(&logs).contains("Hello, cli!"), "{}", text(&logs));
+    assert!(
+        output_text(&logs).contains("Hello, cli!"),
+        "{}",
+        output_text(&logs)
+    );
     let missing = updraft(
         Some(&db.url),
         &dags,
@@ -154,9 +142,9 @@ async fn trigger_wait_list_pause_and_logs() {
     );
     assert_ne!(missing.status.code(), Some(0), "a try that does not exist");
     assert!(
-        text(&missing).contains("has no try 5"),
+        output_text(&missing).contains("has no try 5"),
         "{}",
-        text(&missing)
+        output_text(&missing)
     );
     let shout = updraft(
         Some(&db.url),
@@ -164,13 +152,17 @@ async fn trigger_wait_list_pause_and_logs() {
         &["tasks", "logs", "hello_world", "from_cli", "shout"],
     );
     assert!(
-        text(&shout).contains("UPSTREAM SAID GREETED-CLI"),
+        output_text(&shout).contains("UPSTREAM SAID GREETED-CLI"),
         "xcom through env: {}",
-        text(&shout)
+        output_text(&shout)
     );
 
     let list = updraft(Some(&db.url), &dags, &["dags", "list"]);
-    assert!(text(&list).contains("hello_world"), "{}", text(&list));
+    assert!(
+        output_text(&list).contains("hello_world"),
+        "{}",
+        output_text(&list)
+    );
     let paused = updraft(Some(&db.url), &dags, &["dags", "pause", "hello_world"]);
     assert_eq!(paused.status.code(), Some(0));
     let is_paused: bool =
@@ -182,7 +174,7 @@ async fn trigger_wait_list_pause_and_logs() {
     updraft(Some(&db.url), &dags, &["dags", "unpause", "hello_world"]);
     let missing = updraft(Some(&db.url), &dags, &["dags", "pause", "nope"]);
     assert_eq!(missing.status.code(), Some(1));
-    assert!(text(&missing).contains("not found"));
+    assert!(output_text(&missing).contains("not found"));
     let bad_conf = updraft(
         Some(&db.url),
         &dags,
@@ -190,9 +182,9 @@ async fn trigger_wait_list_pause_and_logs() {
     );
     assert_eq!(bad_conf.status.code(), Some(1));
     assert!(
-        text(&bad_conf).contains("not valid JSON"),
+        output_text(&bad_conf).contains("not valid JSON"),
         "{}",
-        text(&bad_conf)
+        output_text(&bad_conf)
     );
     engine.stop().await;
 }
@@ -222,8 +214,12 @@ async fn trigger_wait_exits_non_zero_when_the_run_fails() {
     })
     .await
     .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("finished: failed"), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert!(
+        output_text(&out).contains("finished: failed"),
+        "{}",
+        output_text(&out)
+    );
     engine.stop().await;
 }
 
@@ -246,7 +242,7 @@ async fn dags_test_runs_in_a_scratch_schema_and_prints_logs() {
     })
     .await
     .unwrap();
-    let t = text(&out);
+    let t = output_text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
     assert!(
         t.contains("Hello, tester!") && t.contains("===== count =====") && t.contains("line 3"),
@@ -313,15 +309,19 @@ async fn users_create_resets_a_password_keeps_the_role_and_updates_standalones_f
     };
     let out = run(&["users", "create", "--username", "viv"], "viewer-pass-2");
     assert!(
-        text(&out).contains("User viv (viewer) updated"),
+        output_text(&out).contains("User viv (viewer) updated"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
     let out = run(
         &["users", "create", "--username", "admin"],
         "admin-pass-new",
     );
-    assert!(text(&out).contains("Updated"), "{}", text(&out));
+    assert!(
+        output_text(&out).contains("Updated"),
+        "{}",
+        output_text(&out)
+    );
     let stored: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     assert_eq!(stored["admin"], "admin-pass-new");

@@ -1,31 +1,17 @@
 //! `updraft tasks clear|mark` and `updraft runs mark|delete` as users run them.
 
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-use crate::helpers::{dag, empty, fresh_db, install};
+use crate::helpers::{dag, empty, fresh_db, install, output_text, updraft_bin};
 use crate::web_support::{finish_run, set_task, start_run};
 
 fn updraft(db_url: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_updraft"))
+    updraft_bin()
         .args(args)
-        .env("UPDRAFT_LOG", "warn")
         .env("DATABASE_URL", db_url)
         .env("USER", "operator-olga")
-        .env(
-            "UPDRAFT_HOME",
-            std::env::temp_dir().join("updraft-cli-test-home"),
-        )
-        .stdin(Stdio::null())
         .output()
         .expect("run updraft")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 async fn state(pool: &sqlx::PgPool, task: &str) -> String {
@@ -65,7 +51,7 @@ async fn tasks_clear_and_mark_and_runs_mark_and_delete() {
         url,
         &["tasks", "clear", "etl", "--only-failed", "--dry-run"],
     );
-    let t = text(&out);
+    let t = output_text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
     assert!(t.contains("2 task instance(s) would be cleared"), "{t}");
     assert!(t.contains("upstream_failed"), "{t}");
@@ -77,12 +63,12 @@ async fn tasks_clear_and_mark_and_runs_mark_and_delete() {
 
     // No --yes and nobody at the terminal: nothing happens.
     let out = updraft(url, &["tasks", "clear", "etl", "-t", "^b$"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("Cancelled"));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert!(output_text(&out).contains("Cancelled"));
     assert_eq!(state(&db.pool, "b").await, "failed");
 
     let out = updraft(url, &["tasks", "clear", "etl", "-t", "^b$", "-d", "-y"]);
-    let t = text(&out);
+    let t = output_text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
     assert!(t.contains("Cleared 2 task instance(s) in 1 run(s)"), "{t}");
     assert_eq!(state(&db.pool, "b").await, "queued");
@@ -97,7 +83,7 @@ async fn tasks_clear_and_mark_and_runs_mark_and_delete() {
         url,
         &["tasks", "mark", "etl", "r1", "b", "--state", "success"],
     );
-    let t = text(&out);
+    let t = output_text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
     assert_eq!(state(&db.pool, "b").await, "success");
     assert_eq!(
@@ -117,13 +103,13 @@ async fn tasks_clear_and_mark_and_runs_mark_and_delete() {
             "runs", "mark", "etl", "r1", "--state", "failed", "--note", "gave up",
         ],
     );
-    let t = text(&out);
+    let t = output_text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
     assert!(t.contains("it is now failed"), "{t}");
     assert_eq!(state(&db.pool, "c").await, "skipped");
 
     let out = updraft(url, &["runs", "delete", "etl", "r1", "-y"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     assert!(updraft::db::runs::get(&db.pool, "etl", "r1")
         .await
         .unwrap()

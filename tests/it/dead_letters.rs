@@ -4,7 +4,7 @@
 //! binary as users run it.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -19,27 +19,14 @@ use crate::helpers::*;
 use crate::streams::{produce, rows, send, TOPIC};
 
 fn updraft(db_url: &str, servers: &str, dags: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_updraft"))
+    updraft_bin()
         .args(args)
         .env("UPDRAFT_DAGS_FOLDER", dags)
-        .env("UPDRAFT_LOG", "warn")
-        .env(
-            "UPDRAFT_HOME",
-            std::env::temp_dir().join("updraft-dl-test-home"),
-        )
         .env("DATABASE_URL", db_url)
         .env("SINK_POSTGRES_URL", db_url)
         .env("KAFKA_BOOTSTRAP_SERVERS", servers)
         .output()
         .expect("run updraft")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn user_automation_source() -> String {
@@ -83,16 +70,16 @@ async fn validate_warns_when_the_record_changes_incompatibly_while_the_topic_hol
     let kafka = EmbeddedKafka::start(3).unwrap();
     let servers = kafka.bootstrap_servers();
     let out = updraft(&db.url, &servers, folder.path(), &["dags", "validate"]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     assert!(
-        !text(&out).contains("changes incompatibly"),
+        !output_text(&out).contains("changes incompatibly"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
 
     produce(&servers, 3).await;
     let out = updraft(&db.url, &servers, folder.path(), &["dags", "validate"]);
-    let said = text(&out);
+    let said = output_text(&out);
     assert!(out.status.success(), "a warning is no error: {said}");
     for expected in [
         "warning: user_automation.yaml: the record of `user_automation.fetch_users` changes incompatibly",
@@ -110,9 +97,9 @@ async fn validate_warns_when_the_record_changes_incompatibly_while_the_topic_hol
     std::fs::write(folder.path().join("user_automation.yaml"), &old_source).unwrap();
     let out = updraft(&db.url, &servers, folder.path(), &["dags", "validate"]);
     assert!(
-        !text(&out).contains("changes incompatibly"),
+        !output_text(&out).contains("changes incompatibly"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
 }
 
@@ -197,7 +184,7 @@ async fn replay_dead_letters_writes_what_passes_after_a_fix_in_one_command() {
     install(&db.pool, &[records_dag(relaxed), sink_dag()]).await;
     let args = ["streams", "replay-dead-letters", "contracted", "sink"];
     let out = updraft(&db.url, &servers, folder.path(), &args);
-    let said = text(&out);
+    let said = output_text(&out);
     assert!(out.status.success(), "{said}");
     assert!(
         said.contains("5 dead letter(s) checked: 4 written, 1 still break the checks"),
@@ -214,23 +201,18 @@ async fn replay_dead_letters_writes_what_passes_after_a_fix_in_one_command() {
 
     // Again, as beside a standalone: no brokers and no sink target configured (a Postgres
     // target needs no Kafka; the sink's default target is the metadata database).
-    let out = Command::new(env!("CARGO_BIN_EXE_updraft"))
+    let out = updraft_bin()
         .args(args)
         .env("UPDRAFT_DAGS_FOLDER", folder.path())
-        .env("UPDRAFT_LOG", "warn")
-        .env(
-            "UPDRAFT_HOME",
-            std::env::temp_dir().join("updraft-dl-test-home"),
-        )
         .env("DATABASE_URL", &db.url)
         .env_remove("SINK_POSTGRES_URL")
         .env_remove("KAFKA_BOOTSTRAP_SERVERS")
         .output()
         .unwrap();
     assert!(
-        text(&out).contains("1 dead letter(s) checked: 0 written, 1 still break the checks"),
+        output_text(&out).contains("1 dead letter(s) checked: 0 written, 1 still break the checks"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
     assert_eq!(rows(&db.pool).await, 5);
 
@@ -242,7 +224,11 @@ async fn replay_dead_letters_writes_what_passes_after_a_fix_in_one_command() {
         &["streams", "replay-dead-letters", "records", "fetch"],
     );
     assert!(!out.status.success());
-    assert!(text(&out).contains("is not a sink"), "{}", text(&out));
+    assert!(
+        output_text(&out).contains("is not a sink"),
+        "{}",
+        output_text(&out)
+    );
 }
 
 /// A Cassandra sink's dead letters are messages on `<topic>.dlq`: replaying publishes them

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+use std::process::{Command, Output};
+
 use sqlx::{Connection, PgConnection, PgPool};
 
 /// Where tests create their databases. Override with `UPDRAFT_TEST_ADMIN_URL`.
@@ -215,4 +217,27 @@ pub async fn states(
 
 pub fn empty_folder() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
+}
+
+/// The `updraft` binary as users run it: warnings only, no `DATABASE_URL` but one the test
+/// sets, and a home of the tests' own, so a developer's running standalone stays out of the
+/// way.
+pub fn updraft_bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_updraft"));
+    cmd.env("UPDRAFT_LOG", "warn")
+        .env_remove("DATABASE_URL")
+        .env(
+            "UPDRAFT_HOME",
+            std::env::temp_dir().join("updraft-cli-test-home"),
+        );
+    cmd
+}
+
+/// A finished command's standard output, then its standard error, as one text.
+pub fn output_text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
