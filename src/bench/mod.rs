@@ -325,19 +325,7 @@ async fn standalone_rss(url: &str, pool: &sqlx::PgPool) -> anyhow::Result<Standa
         .spawn()?;
     tokio::time::sleep(StdDuration::from_secs(5)).await;
     let pid = child.id().context("standalone exited early")?;
-    let field = |name: &str| -> f64 {
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|status| {
-                status
-                    .lines()
-                    .find(|l| l.starts_with(name))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|kb| kb.parse::<f64>().ok())
-            })
-            .map(|kb| kb / 1024.0)
-            .unwrap_or(f64::NAN)
-    };
+    let field = |name: &str| stream::status_mb(&pid.to_string(), name);
     let idle = (field("VmRSS:"), field("VmHWM:"));
 
     std::fs::write(
@@ -366,7 +354,7 @@ async fn standalone_rss(url: &str, pool: &sqlx::PgPool) -> anyhow::Result<Standa
         );
         tokio::time::sleep(StdDuration::from_millis(200)).await;
     }
-    let failed = db::reliability::dag_run_states(pool, "user_automation")
+    let failed = db::reliability::run_states(pool, Some("user_automation"))
         .await?
         .into_iter()
         .filter(|(state, _)| *state != crate::core::RunState::Success)

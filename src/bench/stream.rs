@@ -128,11 +128,16 @@ pub fn micros_now() -> i64 {
 
 /// This process's VmRSS in MB.
 pub fn rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+    status_mb("self", "VmRSS:")
+}
+
+/// A memory field (`VmRSS:`, `VmHWM:`) of process `pid` (or `self`) in MB; NaN if unreadable.
+pub fn status_mb(pid: &str, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<f64>().ok())
         })

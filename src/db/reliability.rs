@@ -8,22 +8,17 @@ use sqlx::PgPool;
 
 use crate::core::RunState;
 
-/// Runs by state.
-pub async fn run_states(pool: &PgPool) -> sqlx::Result<BTreeMap<RunState, i64>> {
-    let rows: Vec<(RunState, i64)> =
-        sqlx::query_as("SELECT state, count(*) FROM dag_runs GROUP BY state")
-            .fetch_all(pool)
-            .await?;
-    Ok(rows.into_iter().collect())
-}
-
-/// Runs of one DAG by state.
-pub async fn dag_run_states(pool: &PgPool, dag_id: &str) -> sqlx::Result<BTreeMap<RunState, i64>> {
-    let rows: Vec<(RunState, i64)> =
-        sqlx::query_as("SELECT state, count(*) FROM dag_runs WHERE dag_id = $1 GROUP BY state")
-            .bind(dag_id)
-            .fetch_all(pool)
-            .await?;
+/// Runs by state: of one DAG, or (`None`) of all.
+pub async fn run_states(
+    pool: &PgPool,
+    dag_id: Option<&str>,
+) -> sqlx::Result<BTreeMap<RunState, i64>> {
+    let rows: Vec<(RunState, i64)> = sqlx::query_as(
+        "SELECT state, count(*) FROM dag_runs WHERE $1::text IS NULL OR dag_id = $1 GROUP BY state",
+    )
+    .bind(dag_id)
+    .fetch_all(pool)
+    .await?;
     Ok(rows.into_iter().collect())
 }
 

@@ -135,7 +135,7 @@ async fn wait_finished(
         anyhow::ensure!(
             Instant::now() < deadline,
             "runs were still unfinished after {patience:?}: {:?}",
-            db::reliability::run_states(pool).await?
+            db::reliability::run_states(pool, None).await?
         );
         tokio::time::sleep(tick).await;
         meanwhile();
@@ -150,7 +150,7 @@ async fn measure(
     expected_runs: usize,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let states = db::reliability::run_states(pool).await?;
+    let states = db::reliability::run_states(pool, None).await?;
     let success = states.get(&RunState::Success).copied().unwrap_or(0) as usize;
     report.runs = expected_runs;
     report.runs_lost = expected_runs.saturating_sub(success);
