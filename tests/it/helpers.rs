@@ -110,6 +110,10 @@ pub fn fast_settings(dags_folder: &std::path::Path) -> EngineSettings {
         dags_folder: dags_folder.to_path_buf(),
         process_dags_folder: false,
         worker_slots: 16,
+        // Every slot may run a command: tests that need commands side by side (an outage
+        // while ten run) must not depend on this machine's cores. `process_slots` tests the
+        // bound itself.
+        worker_process_slots: 16,
         lease_ttl: Duration::from_secs(3),
         poll_interval: Duration::from_millis(200),
         shutdown_grace: Duration::from_secs(5),
