@@ -235,6 +235,7 @@ impl Scheduler {
                 outcome,
                 dag,
                 tail: Vec::new(),
+                hand_off: None,
             };
             if let tasks::Finished::Recorded { .. } = tasks::finish(&self.pool, item).await? {
                 reaped += 1;

@@ -1,7 +1,8 @@
 //! The worker: claims queued tasks into free slots, runs each under a lease renewed by a
 //! heartbeat, and records the outcome (fenced by the lease). No transaction or row lock is
 //! held while a task runs. NOTIFY and local finishes wake the claim loop; polling is only
-//! the fallback.
+//! the fallback. A slot whose try's recording was handed the run's next task (a chain's
+//! successor) runs it at once, without a claim.
 
 mod config_cache;
 pub mod contract;
@@ -24,6 +25,10 @@ use crate::db::tasks::{self, Claimed, SpecCache};
 use crate::db::{self, WORKER_CHANNEL};
 use crate::operators::TaskLog;
 use crate::settings::EngineSettings;
+
+/// How long a try must have been leased to this worker, unknown to it, before its heartbeat
+/// puts it back in the queue (at least; the lease TTL if that is longer).
+const STRAY_GRACE: crate::core::Duration = crate::core::Duration::from_secs_const(60);
 
 /// Why a running try's token was cancelled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,7 +66,7 @@ impl Running {
 pub struct Worker {
     pool: PgPool,
     id: Uuid,
-    hostname: String,
+    hostname: Arc<str>,
     settings: EngineSettings,
     specs: SpecCache,
     /// Connections and variables (environment over database) for each try.
@@ -85,7 +90,7 @@ impl Worker {
             logs: logs::LogWriter::start(pool.clone()),
             pool,
             id: Uuid::new_v4(),
-            hostname: crate::settings::hostname(),
+            hostname: crate::settings::hostname().into(),
             settings,
             specs,
             config,
@@ -160,9 +165,14 @@ impl Worker {
                                 true => processes.clone().acquire_owned().await.ok(),
                                 false => None,
                             };
-                            let me = this.clone();
+                            let (me, stopping) = (this.clone(), shutdown.clone());
                             tracker.spawn(async move {
-                                me.run_claimed(c).await;
+                                // The slot runs what the finish hands it (its run's next
+                                // task), then goes back to the claim loop.
+                                let mut next = Some(c);
+                                while let Some(c) = next.take() {
+                                    next = me.run_claimed(c, &stopping).await;
+                                }
                                 drop((permit, process));
                                 me.wake.notify_one();
                             });
@@ -272,6 +282,17 @@ impl Worker {
             .map(|(id, r)| (*id, r.try_number))
             .collect();
         let held = tasks::held_tries(&self.pool, self.id, &asked).await?;
+        let known: Vec<i64> = asked.iter().map(|(id, _)| *id).collect();
+        // Only tries leased a while ago: one claimed after `asked` was read is not a stray.
+        let grace = self.settings.lease_ttl.max(STRAY_GRACE);
+        let strays = tasks::requeue_strays(&self.pool, self.id, &known, grace).await?;
+        if !strays.is_empty() {
+            warn!(
+                tasks = ?strays,
+                "tasks were leased to this worker without its knowing (an answer lost at commit); back in the queue"
+            );
+            self.wake.notify_one();
+        }
         let running = self.lock_running();
         for h in held.iter().filter(|h| h.dag_paused) {
             if let Some(r) = running.get(&h.ti_id) {
@@ -305,22 +326,31 @@ impl Worker {
         .await
     }
 
+    /// Runs a claimed try and records its outcome; returns the task the recording handed to
+    /// this slot, if any (none once the worker is stopping).
     #[instrument(skip_all, fields(dag_id = %c.dag_id, run_id = %c.run_id, task_id = %c.task_id, try_number = c.try_number))]
-    async fn run_claimed(self: &Arc<Self>, c: Claimed) {
+    async fn run_claimed(
+        self: &Arc<Self>,
+        c: Claimed,
+        stopping: &CancellationToken,
+    ) -> Option<Claimed> {
         let cancel = CancellationToken::new();
         let reason = Arc::new(Mutex::new(None));
         let stop = CancellationToken::new();
         let asked = Arc::new(Mutex::new(None));
-        let earlier = self.lock_running().insert(
-            c.ti_id,
-            Running {
-                try_number: c.try_number,
-                cancel: cancel.clone(),
-                reason: reason.clone(),
-                stop: stop.clone(),
-                asked: asked.clone(),
-            },
-        );
+        let this_try = Running {
+            try_number: c.try_number,
+            cancel: cancel.clone(),
+            reason: reason.clone(),
+            stop: stop.clone(),
+            asked: asked.clone(),
+        };
+        if stopping.is_cancelled() {
+            // Handed to this slot as the worker began to stop: a task that runs until
+            // stopped is asked at once, as the others were.
+            this_try.ask_to_stop(AskedToStop::Shutdown);
+        }
+        let earlier = self.lock_running().insert(c.ti_id, this_try);
         // An earlier try of this task still running here was taken away (cleared), or this
         // newer try could not have been claimed: stop it now rather than at the next beat,
         // which would only ask about the newer try.
@@ -367,8 +397,18 @@ impl Worker {
         let reason = *reason.lock().unwrap_or_else(|e| e.into_inner());
         let asked = *asked.lock().unwrap_or_else(|e| e.into_inner());
         // The try stays in `running` (so its lease is renewed) until its outcome is recorded.
-        self.record(&c, (reason, asked), result, &log, end_tx, writer)
+        let hand_off = !stopping.is_cancelled();
+        let next = self
+            .record(
+                &c,
+                (reason, asked),
+                result,
+                &log,
+                (end_tx, writer),
+                hand_off,
+            )
             .await;
         self.lock_running().remove(&c.ti_id);
+        next
     }
 }

@@ -72,6 +72,7 @@ async fn concurrent_finishes_across_shared_runs_never_deadlock() {
                         outcome: Finish::Success { xcom: Vec::new() },
                         dag: dag.clone(),
                         tail: Vec::new(),
+                        hand_off: None,
                     }
                 })
                 .collect()
@@ -129,6 +130,7 @@ async fn concurrent_finishes_across_shared_runs_never_deadlock() {
             outcome: Finish::Success { xcom: Vec::new() },
             dag: dag.clone(),
             tail: Vec::new(),
+            hand_off: None,
         })
         .collect();
     tasks::finish_many(&db.pool, &items).await.unwrap();

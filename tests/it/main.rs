@@ -24,6 +24,7 @@ mod dag_files;
 mod dead_letters;
 mod engine;
 mod folder;
+mod hand_off;
 mod helpers;
 mod hostile;
 mod locks;

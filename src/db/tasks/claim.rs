@@ -15,8 +15,16 @@ use uuid::Uuid;
 /// The advisory lock key that serializes claims (`'updraft' claim`, an arbitrary constant).
 const CLAIM_LOCK: i64 = 0x7570_6472_6166_7431;
 
+/// What a claim returns of each task instance it leased (`t`, joined with its run `r`): the
+/// columns of [`Claimed`].
+const CLAIMED: &str =
+    "t.id AS ti_id, t.run_pk, t.dag_id, t.task_id, t.try_number, t.max_tries, r.version_id,
+     r.run_id, r.logical_date, r.data_interval_start, r.data_interval_end, r.conf,
+     (SELECT g.generation FROM config_generation g) AS config_generation, t.pool,
+     EXISTS (SELECT 1 FROM pools p WHERE p.pool = t.pool) AS pool_exists, t.subprocess";
+
 /// A task instance a worker now holds the lease on, with what it needs to run it.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Claimed {
     pub ti_id: i64,
     pub run_pk: i64,
@@ -61,7 +69,7 @@ pub async fn claim(
         .bind(CLAIM_LOCK)
         .execute(&mut *tx)
         .await?;
-    let claimed = sqlx::query_as::<_, Claimed>(
+    let claimed = sqlx::query_as::<_, Claimed>(&format!(
         "WITH pool_room AS (
              SELECT p.pool,
                     CASE WHEN p.slots < 0 THEN NULL
@@ -100,11 +108,8 @@ pub async fn claim(
              hostname = $3
          FROM dag_runs r
          WHERE r.id = t.run_pk AND t.id IN (SELECT id FROM chosen)
-         RETURNING t.id AS ti_id, t.run_pk, t.dag_id, t.task_id, t.try_number, t.max_tries, r.version_id,
-                   r.run_id, r.logical_date, r.data_interval_start, r.data_interval_end, r.conf,
-                   (SELECT g.generation FROM config_generation g) AS config_generation, t.pool,
-                   EXISTS (SELECT 1 FROM pools p WHERE p.pool = t.pool) AS pool_exists, t.subprocess",
-    )
+         RETURNING {CLAIMED}"
+    ))
     .bind(worker)
     .bind(limit)
     .bind(hostname)
@@ -123,4 +128,76 @@ pub async fn next_retry_due(pool: &PgPool) -> sqlx::Result<Option<DateTime<Utc>>
     )
     .fetch_one(pool)
     .await
+}
+
+/// Queues the tasks a finish found ready (`ready`, still `none`) in one statement, and makes
+/// the direct hand-off if asked: one of them is leased at once to the worker whose try
+/// finished, for the slot that try frees, so a chain's next task starts without waiting for
+/// a NOTIFY and a claim of its own. Returns how many were queued (the one handed off
+/// included) and the one handed off.
+///
+/// A hand-off takes no claim lock, because it cannot overshoot a limit: the finished try and
+/// the task that takes its place belong to the same run (its running count stays the same),
+/// the task must be in the finished try's pool and need no more of its slots (the pool's use
+/// does not grow), and it may run processes of its own only if the finished try did (the
+/// worker's process slot passes on). A claim running beside it sees either the finished try
+/// or its successor running, never both and never neither.
+///
+/// It goes past the queue, so none is made while a task in the queue has been due for longer
+/// than `patience` (one probe of the due index): under a backlog the slot goes back to the
+/// queue, which is served in due order.
+pub(super) async fn queue_ready(
+    tx: &mut sqlx::PgConnection,
+    ready: &[i64],
+    hand_off: Option<(&super::HandOff, i64, crate::core::Duration)>,
+) -> sqlx::Result<(usize, Option<Claimed>)> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        claimed: Claimed,
+        handed: bool,
+    }
+    let (worker, hostname, finished, patience) = match hand_off {
+        Some((h, finished, patience)) => (
+            Some(h.worker),
+            Some(&*h.hostname),
+            Some(finished),
+            patience.pg_interval_micros(),
+        ),
+        None => (None, None, None, 0),
+    };
+    let rows = sqlx::query_as::<_, Row>(&format!(
+        "WITH up AS (SELECT pool, pool_slots, subprocess FROM task_instances WHERE id = $2),
+         pick AS (
+             SELECT q.id FROM task_instances q, up
+             WHERE q.id = ANY($1) AND q.state = 'none' AND q.pool = up.pool
+               AND q.pool_slots <= up.pool_slots AND (up.subprocess OR NOT q.subprocess)
+               AND NOT EXISTS (SELECT 1 FROM task_instances o
+                               WHERE o.state IN ('queued', 'up_for_retry')
+                                 AND o.not_before < now() - $5 * interval '1 microsecond')
+             ORDER BY q.task_id LIMIT 1
+         )
+         UPDATE task_instances t
+         SET state = CASE WHEN h.id IS NULL THEN 'queued' ELSE 'running' END,
+             queued_at = now(), not_before = now(), end_date = NULL,
+             try_number = t.try_number + (h.id IS NOT NULL)::int,
+             lease_owner = CASE WHEN h.id IS NULL THEN t.lease_owner ELSE $3 END,
+             lease_expires_at = NULL,
+             heartbeat_at = CASE WHEN h.id IS NULL THEN t.heartbeat_at ELSE now() END,
+             start_date = CASE WHEN h.id IS NULL THEN t.start_date ELSE clock_timestamp() END,
+             hostname = CASE WHEN h.id IS NULL THEN t.hostname ELSE $4 END
+         FROM dag_runs r, task_instances s LEFT JOIN pick h ON h.id = s.id
+         WHERE s.id = t.id AND r.id = t.run_pk AND t.id = ANY($1) AND t.state = 'none'
+         RETURNING {CLAIMED}, h.id IS NOT NULL AS handed"
+    ))
+    .bind(ready)
+    .bind(finished)
+    .bind(worker)
+    .bind(hostname)
+    .bind(patience)
+    .fetch_all(tx)
+    .await?;
+    let queued = rows.len();
+    let next = rows.into_iter().find(|r| r.handed).map(|r| r.claimed);
+    Ok((queued, next))
 }

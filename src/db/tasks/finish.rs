@@ -9,6 +9,7 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use super::super::{SCHEDULER_CHANNEL, WORKER_CHANNEL};
+use super::Claimed;
 use crate::core::trigger::{decide, Decision, UpstreamCounts};
 use crate::core::{Duration, LogLine, RunState, TaskState};
 use crate::dag::Dag;
@@ -72,6 +73,9 @@ pub enum Finished {
     Recorded {
         queued: usize,
         run_ended: Option<RunState>,
+        /// The task handed to the same worker in this transaction ([`HandOff`]): it is
+        /// already leased to it, and counted in `queued`.
+        next: Option<Box<Claimed>>,
     },
     /// The fence did not hold: the try was taken away (claimed again, cleared, or the run
     /// ended) before its outcome arrived.
@@ -97,7 +101,21 @@ pub struct FinishItem {
     pub dag: Arc<Dag>,
     /// The try's last log lines, stored in the same transaction (none from the reaper).
     pub tail: Vec<LogLine>,
+    /// Whether the worker takes a task this outcome queued straight into the freed slot.
+    pub hand_off: Option<HandOff>,
 }
+
+/// A worker's request to be handed one of the tasks a try's outcome queues, in the same
+/// transaction ([`super::claim::queue_ready`] says when one qualifies).
+#[derive(Debug, Clone)]
+pub struct HandOff {
+    pub worker: Uuid,
+    pub hostname: Arc<str>,
+}
+
+/// A direct hand-off goes past the queue, so it is made only while nothing in the queue has
+/// been due for longer than this: under a backlog, slots go back to the queue, in due order.
+const HAND_OFF_PATIENCE: Duration = Duration::from_secs_const(1);
 
 /// Records one try's outcome; see [`finish_many`].
 pub async fn finish(pool: &PgPool, item: FinishItem) -> sqlx::Result<Finished> {
@@ -138,19 +156,13 @@ async fn finish_batch(pool: &PgPool, items: &[FinishItem]) -> sqlx::Result<Vec<F
         .bind(&runs)
         .execute(&mut *tx)
         .await?;
-    // Every try's fenced state change in one statement, then the recorded tries' last log
-    // lines in one, then XComs and downstream decisions per try (in run, then task order),
-    // then each run's counter once: a burst of outcomes costs a handful of round trips, so
+    // Every try's fenced state change in one statement, then XComs, downstream decisions and
+    // hand-offs per try (in run, then task order), then the recorded tries' last log lines in
+    // one statement, then each run's counter once: a burst of outcomes costs a handful of round trips, so
     // the run locks are held briefly.
     let recorded_ids = record_states(&mut tx, items).await?;
-    let tails: Vec<(i64, i32, Vec<LogLine>)> = items
-        .iter()
-        .filter(|i| recorded_ids.contains_key(&i.ti_id) && !i.tail.is_empty())
-        .map(|i| (i.ti_id, i.fence.try_number(), i.tail.clone()))
-        .collect();
-    super::super::logs::append_many_in(&mut tx, &tails).await?;
     // Per item: how many tasks it queued; per run: how many tasks ended.
-    let mut recorded: Vec<Option<usize>> = vec![None; items.len()];
+    let mut recorded: Vec<Option<(usize, Option<Claimed>)>> = vec![None; items.len()];
     let mut ended: std::collections::BTreeMap<i64, (i32, &Dag)> = Default::default();
     let mut seen = std::collections::HashSet::new();
     for i in order {
@@ -161,25 +173,37 @@ async fn finish_batch(pool: &PgPool, items: &[FinishItem]) -> sqlx::Result<Vec<F
         if !seen.insert(item.ti_id) {
             continue; // the same try twice in one batch: the first one counts
         }
-        let (queued, n) = after_state(&mut tx, item, task_id).await?;
-        recorded[i] = Some(queued);
+        let (queued, n, next) = after_state(&mut tx, item, task_id).await?;
+        recorded[i] = Some((queued, next));
         ended.entry(item.run_pk).or_insert((0, &*item.dag)).0 += n;
     }
+    // The log lines after the hand-offs: nothing waits for them before the commit.
+    let tails: Vec<(i64, i32, Vec<LogLine>)> = items
+        .iter()
+        .filter(|i| recorded_ids.contains_key(&i.ti_id) && !i.tail.is_empty())
+        .map(|i| (i.ti_id, i.fence.try_number(), i.tail.clone()))
+        .collect();
+    super::super::logs::append_many_in(&mut tx, &tails).await?;
     let mut run_states = std::collections::BTreeMap::new();
     for (run_pk, (n, dag)) in ended.into_iter().filter(|(_, (n, _))| *n > 0) {
         if let Some(state) = end_run_if_done(&mut tx, run_pk, dag, n).await? {
             run_states.insert(run_pk, state);
         }
     }
-    let queued_any = recorded.iter().flatten().any(|q| *q > 0);
+    // Tasks handed off are no other worker's business.
+    let queued_any = recorded
+        .iter()
+        .flatten()
+        .any(|(q, next)| *q > usize::from(next.is_some()));
     let ended_any = !run_states.is_empty();
     let results: Vec<Finished> = items
         .iter()
         .zip(recorded)
         .map(|(item, r)| match r {
-            Some(queued) => Finished::Recorded {
+            Some((queued, next)) => Finished::Recorded {
                 queued,
                 run_ended: run_states.get(&item.run_pk).copied(),
+                next: next.map(Box::new),
             },
             None => Finished::LeaseLost,
         })
@@ -276,27 +300,24 @@ async fn record_states(
 }
 
 /// What follows a recorded try, under the run lock the batch holds: its XComs, and its
-/// downstream tasks. Returns how many tasks it queued and how many ended (to count off the
-/// run).
+/// downstream tasks. Returns how many tasks it queued, how many ended (to count off the
+/// run), and the task handed off to the try's worker.
 async fn after_state(
     tx: &mut Transaction<'_, Postgres>,
     item: &FinishItem,
     task_id: &str,
-) -> sqlx::Result<(usize, i32)> {
+) -> sqlx::Result<(usize, i32, Option<Claimed>)> {
     let new_state = item.outcome.new_state();
     if let Finish::Success { xcom } = &item.outcome {
         store_xcom(tx, item.run_pk, task_id, item.fence.try_number(), xcom).await?;
     }
     if new_state.is_finished() {
-        propagate(
-            tx,
-            item.run_pk,
-            &item.dag,
-            vec![(task_id.to_string(), new_state)],
-        )
-        .await
+        let hand_off = item.hand_off.as_ref().map(|h| (h, item.ti_id));
+        let work = vec![(task_id.to_string(), new_state)];
+        propagate(tx, item.run_pk, &item.dag, work, hand_off).await
     } else {
-        Ok((usize::from(new_state == TaskState::Queued), 0))
+        // Handed back (queued again, for another worker), or waiting for a retry.
+        Ok((usize::from(new_state == TaskState::Queued), 0, None))
     }
 }
 
@@ -348,16 +369,19 @@ struct CounterRow {
 
 /// Applies final states to their downstream counters, cascading decided skips and upstream
 /// failures. The caller holds the run's row lock; downstream rows are locked in `task_id`
-/// order. Returns how many tasks were queued and how many ended (`work` included), which
-/// the caller counts off the run.
-pub(crate) async fn propagate(
+/// order. The tasks that became ready are queued together at the end, one of them handed to
+/// the finished try's worker if it asked (`hand_off`: the request and the finished try).
+/// Returns how many were queued (the hand-off included), how many ended (`work` included,
+/// which the caller counts off the run), and the task handed off.
+async fn propagate(
     tx: &mut Transaction<'_, Postgres>,
     run_pk: i64,
     dag: &Dag,
     mut work: Vec<(String, TaskState)>,
-) -> sqlx::Result<(usize, i32)> {
+    hand_off: Option<(&HandOff, i64)>,
+) -> sqlx::Result<(usize, i32, Option<Claimed>)> {
     let mut ended = work.len() as i32;
-    let mut queued = 0usize;
+    let mut ready = Vec::new();
     while let Some((task_id, state)) = work.pop() {
         let Some(task) = dag.task(&task_id) else {
             continue;
@@ -394,15 +418,15 @@ pub(crate) async fn propagate(
             };
             let next = match decide(down.trigger_rule, counts) {
                 Decision::Wait => continue,
-                Decision::Run => TaskState::Queued,
+                Decision::Run => {
+                    ready.push(row.id);
+                    continue;
+                }
                 Decision::Skip => TaskState::Skipped,
                 Decision::UpstreamFailed => TaskState::UpstreamFailed,
             };
             let changed = sqlx::query(
-                "UPDATE task_instances SET state = $2,
-                    queued_at = CASE WHEN $2 = 'queued' THEN now() END,
-                    not_before = CASE WHEN $2 = 'queued' THEN now() ELSE not_before END,
-                    end_date = CASE WHEN $2 = 'queued' THEN NULL ELSE now() END
+                "UPDATE task_instances SET state = $2, queued_at = NULL, end_date = now()
                  WHERE id = $1 AND state = 'none'",
             )
             .bind(row.id)
@@ -413,15 +437,16 @@ pub(crate) async fn propagate(
             if changed == 0 {
                 continue;
             }
-            if next == TaskState::Queued {
-                queued += 1;
-            } else {
-                ended += 1;
-                work.push((row.task_id, next));
-            }
+            ended += 1;
+            work.push((row.task_id, next));
         }
     }
-    Ok((queued, ended))
+    if ready.is_empty() {
+        return Ok((0, ended, None));
+    }
+    let hand_off = hand_off.map(|(h, finished)| (h, finished, HAND_OFF_PATIENCE));
+    let (queued, next) = super::claim::queue_ready(tx, &ready, hand_off).await?;
+    Ok((queued, ended, next))
 }
 
 /// Counts `ended` tasks off the run; the transaction that brings it to zero decides the run:

@@ -89,6 +89,32 @@ pub async fn held_tries(
     .await
 }
 
+/// Puts back in the queue, untried, the tries leased to `worker` that it does not know it
+/// runs (`known`) and that were leased more than `grace` ago: a claim or a hand-off whose
+/// commit reached the database while its answer did not (the connection broke at COMMIT).
+/// Nothing ran them, and without this they would stay leased for as long as the worker
+/// lives. The grace keeps a claim whose answer is still on its way out of it. Returns the
+/// tries put back.
+pub async fn requeue_strays(
+    pool: &PgPool,
+    worker: Uuid,
+    known: &[i64],
+    grace: Duration,
+) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar(
+        "UPDATE task_instances SET state = 'queued', try_number = try_number - 1, lease_owner = NULL,
+                start_date = NULL, hostname = NULL, not_before = now()
+         WHERE lease_owner = $1 AND state = 'running' AND id <> ALL($2)
+           AND heartbeat_at < now() - $3 * interval '1 microsecond'
+         RETURNING id",
+    )
+    .bind(worker)
+    .bind(known)
+    .bind(grace.pg_interval_micros())
+    .fetch_all(pool)
+    .await
+}
+
 /// Gives up one try's lease at once (fenced by owner and try), so the reaper fails and
 /// retries it without waiting for the worker's other leases to expire.
 pub async fn release_lease(

@@ -18,7 +18,10 @@
 //!
 //! Two things stay out of that order on purpose. Claiming locks only the task instances it
 //! takes, with `SKIP LOCKED`, so it never waits on a row (one claim at a time, under an
-//! advisory lock, so limits are exact). Heartbeats touch only the worker's own `workers`
+//! advisory lock, so limits are exact). A finish may also lease one task it queues straight
+//! to the worker whose try ended (a *hand-off*, in the finish's own order, under its run
+//! lock): it needs no claim lock because it only swaps a running task of a run and pool
+//! for another ([`claim::queue_ready`]). Heartbeats touch only the worker's own `workers`
 //! row: a lease belongs to the worker, and a running task is leased while its worker's row
 //! is fresh ([`leases`]), so a heartbeat never contends with a finish.
 
@@ -34,9 +37,10 @@ use crate::dag::Dag;
 pub use claim::{claim, next_retry_due, Claimed};
 pub use finish::{
     fail_unreadable, finish, finish_many, is_retryable, Fence, Finish, FinishItem, Finished,
+    HandOff,
 };
 pub use leases::{
-    expired_leases, held_tries, register_worker, release_lease, unregister_worker,
+    expired_leases, held_tries, register_worker, release_lease, requeue_strays, unregister_worker,
     worker_heartbeat, Expired, Held,
 };
 

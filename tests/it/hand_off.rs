@@ -1,0 +1,193 @@
+//! Direct hand-offs: the transaction that records a try's outcome leases one of the tasks it
+//! queues to the same worker, for the slot the try frees, but only where that cannot
+//! overshoot a limit or jump a queue that has waited; and tries leased to a worker that
+//! does not know of them go back to the queue.
+
+use std::collections::HashMap;
+
+use crate::helpers::*;
+use updraft::core::Duration as UDuration;
+use updraft::db::tasks::{self, Claimed, Fence, Finish, FinishItem, Finished, HandOff, SpecCache};
+
+/// Installs and starts one run of `tasks`, registers a worker and claims the roots.
+async fn started(db: &TestDb, tasks_: Vec<updraft::dag::Task>) -> (uuid::Uuid, Vec<Claimed>) {
+    install(&db.pool, &[dag("handed", tasks_)]).await;
+    trigger(&db.pool, "handed", serde_json::json!({})).await;
+    updraft::db::scheduling::start_queued_runs(&db.pool, &SpecCache::default())
+        .await
+        .unwrap();
+    let worker = uuid::Uuid::new_v4();
+    tasks::register_worker(&db.pool, worker, "test", 8, UDuration::from_secs(60))
+        .await
+        .unwrap();
+    let claimed = tasks::claim(&db.pool, worker, "test", (8, 8))
+        .await
+        .unwrap();
+    (worker, claimed)
+}
+
+/// Records `c` as a success, asking for a hand-off; returns what was handed over.
+async fn succeed(db: &TestDb, worker: uuid::Uuid, c: &Claimed) -> Option<Claimed> {
+    let dag = SpecCache::default()
+        .get(&db.pool, c.version_id)
+        .await
+        .unwrap();
+    let item = FinishItem {
+        ti_id: c.ti_id,
+        run_pk: c.run_pk,
+        fence: Fence::Lease {
+            owner: worker,
+            try_number: c.try_number,
+        },
+        outcome: Finish::Success { xcom: Vec::new() },
+        dag,
+        tail: Vec::new(),
+        hand_off: Some(HandOff {
+            worker,
+            hostname: "test".into(),
+        }),
+    };
+    match tasks::finish(&db.pool, item).await.unwrap() {
+        Finished::Recorded { next, .. } => next.map(|n| *n),
+        Finished::LeaseLost => panic!("the fence held"),
+    }
+}
+
+async fn task_states(db: &TestDb) -> HashMap<String, (String, i32, Option<uuid::Uuid>)> {
+    let rows: Vec<(String, String, i32, Option<uuid::Uuid>)> =
+        sqlx::query_as("SELECT task_id, state, try_number, lease_owner FROM task_instances")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    rows.into_iter()
+        .map(|(t, s, n, o)| (t, (s, n, o)))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_chain_is_handed_down_to_the_worker_that_ran_its_upstream() {
+    let db = fresh_db().await;
+    let (worker, roots) = started(
+        &db,
+        vec![empty("a", &[]), empty("b", &["a"]), empty("c", &["b"])],
+    )
+    .await;
+    assert_eq!(roots.len(), 1);
+    let b = succeed(&db, worker, &roots[0])
+        .await
+        .expect("b handed over");
+    assert_eq!((b.task_id.as_str(), b.try_number), ("b", 1));
+    assert_eq!(
+        task_states(&db).await["b"],
+        ("running".into(), 1, Some(worker))
+    );
+    // It is leased, not queued: another worker's claim finds nothing.
+    let other = uuid::Uuid::new_v4();
+    tasks::register_worker(&db.pool, other, "test", 8, UDuration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(tasks::claim(&db.pool, other, "test", (8, 8))
+        .await
+        .unwrap()
+        .is_empty());
+    let c = succeed(&db, worker, &b).await.expect("c handed over");
+    assert_eq!(c.task_id, "c");
+    assert_eq!(
+        succeed(&db, worker, &c).await,
+        None,
+        "nothing after the leaf"
+    );
+    let run: String = sqlx::query_scalar("SELECT state FROM dag_runs")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(run, "success");
+}
+
+/// An in-process try hands over neither a command (it holds no process slot) nor a task of
+/// another pool (that pool's room was not checked); both stay queued for a claim.
+#[tokio::test]
+async fn no_hand_off_of_a_command_or_across_pools() {
+    let db = fresh_db().await;
+    let (worker, roots) = started(
+        &db,
+        vec![
+            empty("a", &[]),
+            bash("cmd", "true", &["a"]),
+            empty("elsewhere", &["a"]),
+        ],
+    )
+    .await;
+    sqlx::query("UPDATE task_instances SET pool = 'other' WHERE task_id = 'elsewhere'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(succeed(&db, worker, &roots[0]).await, None);
+    let states = task_states(&db).await;
+    assert_eq!(states["cmd"].0, "queued");
+    assert_eq!(states["elsewhere"].0, "queued");
+}
+
+/// A hand-off goes past the queue, so none is made while a task has been due for more than
+/// a second: the slot goes back to the queue, in due order.
+#[tokio::test]
+async fn no_hand_off_past_a_task_that_has_waited() {
+    let db = fresh_db().await;
+    let (worker, roots) = started(
+        &db,
+        vec![empty("a", &[]), empty("b", &["a"]), empty("waiting", &[])],
+    )
+    .await;
+    let a = roots.iter().find(|c| c.task_id == "a").unwrap();
+    let waiting = roots.iter().find(|c| c.task_id == "waiting").unwrap();
+    // `waiting` back in the queue, due 5 s ago.
+    sqlx::query(
+        "UPDATE task_instances SET state = 'queued', try_number = 0, lease_owner = NULL,
+                not_before = now() - interval '5 s'
+         WHERE id = $1",
+    )
+    .bind(waiting.ti_id)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(succeed(&db, worker, a).await, None);
+    let mut order = Vec::new();
+    for _ in 0..2 {
+        let c = tasks::claim(&db.pool, worker, "test", (1, 1))
+            .await
+            .unwrap();
+        order.push(c[0].task_id.clone());
+    }
+    assert_eq!(order, ["waiting", "b"]);
+}
+
+/// A claim whose answer was lost (the connection broke at COMMIT) leaves tries leased to a
+/// worker that never started them; its heartbeat puts them back, untried, once they are
+/// older than the lease.
+#[tokio::test]
+async fn tries_a_worker_does_not_know_of_go_back_to_the_queue() {
+    let db = fresh_db().await;
+    let (worker, roots) = started(&db, vec![empty("a", &[]), empty("b", &[])]).await;
+    let (a, b) = (&roots[0], &roots[1]);
+    let ttl = UDuration::from_secs(60);
+    // Fresh claims are left alone, whatever the worker knows.
+    assert!(tasks::requeue_strays(&db.pool, worker, &[], ttl)
+        .await
+        .unwrap()
+        .is_empty());
+    sqlx::query("UPDATE task_instances SET heartbeat_at = now() - interval '2 minutes'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let back = tasks::requeue_strays(&db.pool, worker, &[a.ti_id], ttl)
+        .await
+        .unwrap();
+    assert_eq!(back, [b.ti_id], "only the try the worker does not know of");
+    let states = task_states(&db).await;
+    assert_eq!(states[&a.task_id], ("running".into(), 1, Some(worker)));
+    assert_eq!(states[&b.task_id], ("queued".into(), 0, None));
+    let again = tasks::claim(&db.pool, worker, "test", (8, 8))
+        .await
+        .unwrap();
+    assert_eq!((again[0].ti_id, again[0].try_number), (b.ti_id, 1));
+}
