@@ -408,7 +408,15 @@ impl Worker {
                 hand_off,
             )
             .await;
-        self.lock_running().remove(&c.ti_id);
+        // Only this try's entry: a newer try of the task (cleared meanwhile) may hold the key.
+        let mut running = self.lock_running();
+        if running
+            .get(&c.ti_id)
+            .is_some_and(|r| r.try_number == c.try_number)
+        {
+            running.remove(&c.ti_id);
+        }
+        drop(running);
         next
     }
 }
