@@ -26,10 +26,6 @@ use crate::db::{self, WORKER_CHANNEL};
 use crate::operators::TaskLog;
 use crate::settings::EngineSettings;
 
-/// How long a try must have been leased to this worker, unknown to it, before its heartbeat
-/// puts it back in the queue (at least; the lease TTL if that is longer).
-const STRAY_GRACE: crate::core::Duration = crate::core::Duration::from_secs_const(60);
-
 /// Why a running try's token was cancelled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum StopReason {
@@ -283,8 +279,9 @@ impl Worker {
             .collect();
         let held = tasks::held_tries(&self.pool, self.id, &asked).await?;
         let known: Vec<i64> = asked.iter().map(|(id, _)| *id).collect();
-        // Only tries leased a while ago: one claimed after `asked` was read is not a stray.
-        let grace = self.settings.lease_ttl.max(STRAY_GRACE);
+        // Only tries leased two lease TTLs ago: one claimed after `asked` was read is not a
+        // stray (a beat that took that long has let its leases expire anyway).
+        let grace = crate::core::Duration::from(self.settings.lease_ttl.std().saturating_mul(2));
         let strays = tasks::requeue_strays(&self.pool, self.id, &known, grace).await?;
         if !strays.is_empty() {
             warn!(

@@ -140,6 +140,46 @@ async fn clearing_a_running_task_kills_its_command_and_runs_it_again() {
     engine.stop().await;
 }
 
+/// The second try of a cleared task, claimed by the worker that still runs the first, stays
+/// that worker's own: the first try's end does not make the worker forget it (which would let
+/// its heartbeat put the running try back in the queue as a stray, to run a third time).
+#[tokio::test]
+async fn a_cleared_task_rerun_by_the_same_worker_runs_once_more_only() {
+    let db = fresh_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().display();
+    let folder = empty_folder();
+    let settings = fast_settings(folder.path());
+    // Longer than the two lease TTLs after which a worker requeues tries it does not know of.
+    let second = 2 * settings.lease_ttl.std().as_secs() + 3;
+    let cmd = format!(
+        "echo start >> {p}/starts; if [ -f {p}/second ]; then sleep {second}; exit 0; fi; touch {p}/second; sleep 60"
+    );
+    install(&db.pool, &[dag("again", vec![bash("twice", &cmd, &[])])]).await;
+    let engine = Engine::start(&db.pool, settings, 1, 1);
+    let run_id = trigger(&db.pool, "again", serde_json::json!({})).await;
+    let marker = dir.path().join("second");
+    let deadline = Instant::now() + LIMIT;
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "the first try never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut req = clear_req("again", &run_id, &["twice"]);
+    req.only_running = true;
+    assert_eq!(
+        operate::clear(&db.pool, &req).await.unwrap().ti_ids.len(),
+        1
+    );
+    assert_eq!(wait_run(&db.pool, "again", &run_id, LIMIT).await, "success");
+    engine.stop().await;
+    let starts = std::fs::read_to_string(dir.path().join("starts")).unwrap();
+    assert_eq!(starts.lines().count(), 2, "the command started {starts:?}");
+    assert_eq!(
+        states(&db.pool, "again", &run_id).await["twice"],
+        ("success".into(), 2)
+    );
+}
+
 #[tokio::test]
 async fn mark_failed_cascades_and_mark_success_releases_the_downstream() {
     let db = fresh_db().await;
