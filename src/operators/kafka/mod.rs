@@ -49,6 +49,19 @@ pub fn bootstrap_servers(
     })
 }
 
+/// The configuration of an idempotent producer whose every message must reach all in-sync
+/// replicas (`acks=all`), logging errors only: what the dead-letter producers use (publish
+/// tasks add the DAG's properties and timeouts to the same two guarantees).
+pub fn idempotent_producer(servers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", servers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("log_level", "3");
+    config
+}
+
 /// Sets each `(key, value)` on `config` unless the DAG's `properties` already set that key.
 pub fn set_defaults(
     config: &mut ClientConfig,

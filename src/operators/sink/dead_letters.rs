@@ -122,11 +122,7 @@ pub async fn republish(
         .set("log_level", "3")
         .create()
         .map_err(|e| kafka("could not create the dead-letter consumer", &e))?;
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", servers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("log_level", "3")
+    let producer: FutureProducer = crate::operators::kafka::idempotent_producer(servers)
         .create()
         .map_err(|e| kafka("could not create the producer", &e))?;
 

@@ -171,11 +171,7 @@ pub async fn run(config: Config, ctx: &TaskContext) -> Result<Outcome, OperatorE
         } => {
             let stmts =
                 cassandra::Statements::new(&config.keyspace, &config.table, &config.columns);
-            let dlq: FutureProducer = ClientConfig::new()
-                .set("bootstrap.servers", &servers)
-                .set("enable.idempotence", "true")
-                .set("acks", "all")
-                .set("log_level", "3")
+            let dlq: FutureProducer = crate::operators::kafka::idempotent_producer(&servers)
                 .create()
                 .map_err(|e| {
                     classify::kafka_error("could not create the dead-letter producer", &e)
