@@ -168,6 +168,11 @@ impl Worker {
                                 let mut next = Some(c);
                                 while let Some(c) = next.take() {
                                     next = me.run_claimed(c, &stopping).await;
+                                    if let Some(n) = next.take_if(|_| stopping.is_cancelled()) {
+                                        // Handed over as the worker began to stop: not
+                                        // started, so it goes back to the queue untried.
+                                        me.give_back(&n).await;
+                                    }
                                 }
                                 drop((permit, process));
                                 me.wake.notify_one();
@@ -210,6 +215,9 @@ impl Worker {
             }
             tracker.wait().await;
         }
+        // Every try has been recorded or handed back; one still leased to this worker is a
+        // claim or hand-off whose answer was lost, and nothing will run it here.
+        this.requeue_strays(&[], crate::core::Duration::ZERO).await;
         listen_stop.cancel();
         tokio::task::spawn_blocking(crate::operators::bash::process::remove_run_dir).await?;
         // Every try has been recorded or handed back: nothing is leased to this worker.
@@ -278,38 +286,49 @@ impl Worker {
             .map(|(id, r)| (*id, r.try_number))
             .collect();
         let held = tasks::held_tries(&self.pool, self.id, &asked).await?;
-        let known: Vec<i64> = asked.iter().map(|(id, _)| *id).collect();
+        {
+            let running = self.lock_running();
+            for h in held.iter().filter(|h| h.dag_paused) {
+                if let Some(r) = running.get(&h.ti_id) {
+                    r.ask_to_stop(AskedToStop::Paused);
+                }
+            }
+            for (ti_id, _) in asked
+                .iter()
+                .filter(|(id, _)| !held.iter().any(|h| h.ti_id == *id))
+            {
+                if let Some(r) = running.get(ti_id) {
+                    warn!(
+                        ti_id,
+                        "this try was taken away (reaped, timed out or cleared); cancelling it"
+                    );
+                    *r.reason.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(StopReason::LeaseLost);
+                    r.cancel.cancel();
+                }
+            }
+        }
         // Only tries leased two lease TTLs ago: one claimed after `asked` was read is not a
         // stray (a beat that took that long has let its leases expire anyway).
+        let known: Vec<i64> = asked.iter().map(|(id, _)| *id).collect();
         let grace = crate::core::Duration::from(self.settings.lease_ttl.std().saturating_mul(2));
-        let strays = tasks::requeue_strays(&self.pool, self.id, &known, grace).await?;
-        if !strays.is_empty() {
-            warn!(
+        self.requeue_strays(&known, grace).await;
+        Ok(())
+    }
+
+    /// Puts tries leased to this worker that it does not know of back in the queue
+    /// ([`tasks::requeue_strays`]); best effort, the next beat tries again.
+    async fn requeue_strays(&self, known: &[i64], grace: crate::core::Duration) {
+        match tasks::requeue_strays(&self.pool, self.id, known, grace).await {
+            Ok(strays) if !strays.is_empty() => warn!(
                 tasks = ?strays,
                 "tasks were leased to this worker without its knowing (an answer lost at commit); back in the queue"
-            );
-            self.wake.notify_one();
-        }
-        let running = self.lock_running();
-        for h in held.iter().filter(|h| h.dag_paused) {
-            if let Some(r) = running.get(&h.ti_id) {
-                r.ask_to_stop(AskedToStop::Paused);
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                warn!(error = %e, "could not check for tasks leased to this worker without its knowing")
             }
         }
-        for (ti_id, _) in asked
-            .iter()
-            .filter(|(id, _)| !held.iter().any(|h| h.ti_id == *id))
-        {
-            if let Some(r) = running.get(ti_id) {
-                warn!(
-                    ti_id,
-                    "this try was taken away (reaped, timed out or cleared); cancelling it"
-                );
-                *r.reason.lock().unwrap_or_else(|e| e.into_inner()) = Some(StopReason::LeaseLost);
-                r.cancel.cancel();
-            }
-        }
-        Ok(())
     }
 
     async fn register(&self) -> sqlx::Result<()> {
@@ -342,11 +361,6 @@ impl Worker {
             stop: stop.clone(),
             asked: asked.clone(),
         };
-        if stopping.is_cancelled() {
-            // Handed to this slot as the worker began to stop: a task that runs until
-            // stopped is asked at once, as the others were.
-            this_try.ask_to_stop(AskedToStop::Shutdown);
-        }
         let earlier = self.lock_running().insert(c.ti_id, this_try);
         // An earlier try of this task still running here was taken away (cleared), or this
         // newer try could not have been claimed: stop it now rather than at the next beat,

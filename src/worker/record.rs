@@ -209,6 +209,31 @@ impl Worker {
         }
     }
 
+    /// Hands a try that was never started back to the queue, untried; if that cannot be
+    /// recorded, releases its lease (the reaper then retries it).
+    pub(super) async fn give_back(&self, c: &Claimed) {
+        let Some(dag) = self.spec_with_retries(c.version_id).await else {
+            self.release(c).await;
+            return;
+        };
+        let item = FinishItem {
+            ti_id: c.ti_id,
+            run_pk: c.run_pk,
+            fence: Fence::Lease {
+                owner: self.id,
+                try_number: c.try_number,
+            },
+            outcome: Finish::GiveBack,
+            dag,
+            tail: Vec::new(),
+            hand_off: None,
+        };
+        if let Err(e) = tasks::finish(&self.pool, item).await {
+            warn!(error = %e, "could not hand an unstarted task back; releasing its lease");
+            self.release(c).await;
+        }
+    }
+
     async fn spec_with_retries(&self, version_id: i64) -> Option<Arc<crate::dag::Dag>> {
         (|| self.specs.get(&self.pool, version_id))
             .retry(

@@ -191,3 +191,82 @@ async fn tries_a_worker_does_not_know_of_go_back_to_the_queue() {
         .unwrap();
     assert_eq!((again[0].ti_id, again[0].try_number), (b.ti_id, 1));
 }
+
+/// A late outcome of a try the reaper had already taken back (`up_for_retry`, nobody has
+/// claimed it since) is still recorded, but hands nothing off: the reaped try no longer
+/// counted against the run's and the pool's limits, so a task taking its place would add
+/// to them.
+#[tokio::test]
+async fn a_reaped_try_s_late_outcome_hands_nothing_off() {
+    let db = fresh_db().await;
+    let (worker, roots) = started(&db, vec![empty("a", &[]), empty("b", &["a"])]).await;
+    sqlx::query("UPDATE task_instances SET state = 'up_for_retry' WHERE id = $1")
+        .bind(roots[0].ti_id)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(succeed(&db, worker, &roots[0]).await, None);
+    let states = task_states(&db).await;
+    assert_eq!(states["a"].0, "success", "the outcome is kept");
+    assert_eq!(states["b"].0, "queued");
+}
+
+/// A limit lowered while a chain runs stops its hand-offs: the pool set to 0 slots (to
+/// drain it) gets no new task, though the hand-off would only have swapped one for another.
+#[tokio::test]
+async fn no_hand_off_into_a_pool_with_no_room() {
+    let db = fresh_db().await;
+    let (worker, roots) = started(&db, vec![empty("a", &[]), empty("b", &["a"])]).await;
+    sqlx::query("UPDATE pools SET slots = 0 WHERE pool = $1")
+        .bind(&roots[0].pool)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(succeed(&db, worker, &roots[0]).await, None);
+    assert_eq!(task_states(&db).await["b"].0, "queued");
+}
+
+/// A worker that stops puts back what is leased to it without its knowing (a lost answer):
+/// after it has gone, nothing else would, and the reaper would count the untried task as a
+/// failed try.
+#[tokio::test]
+async fn a_stopping_worker_puts_back_tries_it_did_not_know_of() {
+    let db = fresh_db().await;
+    install(
+        &db.pool,
+        &[dag(
+            "stray",
+            vec![bash("slow", "sleep 1", &[]), empty("lost", &["slow"])],
+        )],
+    )
+    .await;
+    let folder = empty_folder();
+    let engine = Engine::start(&db.pool, fast_settings(folder.path()), 1, 1);
+    let run_id = trigger(&db.pool, "stray", serde_json::json!({})).await;
+    let worker: uuid::Uuid = loop {
+        let owner: Option<uuid::Uuid> = sqlx::query_scalar(
+            "SELECT lease_owner FROM task_instances WHERE task_id = 'slow' AND state = 'running'",
+        )
+        .fetch_optional(&db.pool)
+        .await
+        .unwrap()
+        .flatten();
+        if let Some(w) = owner {
+            break w;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    // `lost` leased to the worker as a claim whose answer never arrived would leave it.
+    sqlx::query(
+        "UPDATE task_instances SET state = 'running', try_number = 1, lease_owner = $1,
+                heartbeat_at = now(), start_date = now()
+         WHERE task_id = 'lost'",
+    )
+    .bind(worker)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    engine.stop().await;
+    let states = states(&db.pool, "stray", &run_id).await;
+    assert_eq!(states["lost"], ("queued".into(), 0), "{states:?}");
+}

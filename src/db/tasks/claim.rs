@@ -104,7 +104,7 @@ pub async fn claim(
          )
          UPDATE task_instances t
          SET state = 'running', try_number = t.try_number + 1, lease_owner = $1,
-             lease_expires_at = NULL, heartbeat_at = now(), start_date = clock_timestamp(), end_date = NULL,
+             lease_expires_at = NULL, heartbeat_at = clock_timestamp(), start_date = clock_timestamp(), end_date = NULL,
              hostname = $3
          FROM dag_runs r
          WHERE r.id = t.run_pk AND t.id IN (SELECT id FROM chosen)
@@ -141,7 +141,9 @@ pub async fn next_retry_due(pool: &PgPool) -> sqlx::Result<Option<DateTime<Utc>>
 /// the task must be in the finished try's pool and need no more of its slots (the pool's use
 /// does not grow), and it may run processes of its own only if the finished try did (the
 /// worker's process slot passes on). A claim running beside it sees either the finished try
-/// or its successor running, never both and never neither.
+/// or its successor running, never both and never neither. The run and the pool must also
+/// have room as this transaction sees them, without the finished try: a limit lowered while
+/// a chain runs (a pool set to 0 to drain it) stops its hand-offs too.
 ///
 /// It goes past the queue, so none is made while a task in the queue has been due for longer
 /// than `patience` (one probe of the due index): under a backlog the slot goes back to the
@@ -172,6 +174,12 @@ pub(super) async fn queue_ready(
              SELECT q.id FROM task_instances q, up
              WHERE q.id = ANY($1) AND q.state = 'none' AND q.pool = up.pool
                AND q.pool_slots <= up.pool_slots AND (up.subprocess OR NOT q.subprocess)
+               AND (SELECT count(*) FROM task_instances a WHERE a.run_pk = q.run_pk AND a.state = 'running')
+                   < (SELECT d.max_active_tasks FROM dags d WHERE d.dag_id = q.dag_id)
+               AND coalesce((SELECT p.slots < 0 OR p.slots - coalesce((SELECT sum(a.pool_slots) FROM task_instances a
+                                                                       WHERE a.pool = p.pool AND a.state = 'running'), 0)
+                                                    >= q.pool_slots
+                             FROM pools p WHERE p.pool = q.pool), true)
                AND NOT EXISTS (SELECT 1 FROM task_instances o
                                WHERE o.state IN ('queued', 'up_for_retry')
                                  AND o.not_before < now() - $5 * interval '1 microsecond')
@@ -183,7 +191,7 @@ pub(super) async fn queue_ready(
              try_number = t.try_number + (h.id IS NOT NULL)::int,
              lease_owner = CASE WHEN h.id IS NULL THEN t.lease_owner ELSE $3 END,
              lease_expires_at = NULL,
-             heartbeat_at = CASE WHEN h.id IS NULL THEN t.heartbeat_at ELSE now() END,
+             heartbeat_at = CASE WHEN h.id IS NULL THEN t.heartbeat_at ELSE clock_timestamp() END,
              start_date = CASE WHEN h.id IS NULL THEN t.start_date ELSE clock_timestamp() END,
              hostname = CASE WHEN h.id IS NULL THEN t.hostname ELSE $4 END
          FROM dag_runs r, task_instances s LEFT JOIN pick h ON h.id = s.id

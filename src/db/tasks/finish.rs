@@ -167,13 +167,13 @@ async fn finish_batch(pool: &PgPool, items: &[FinishItem]) -> sqlx::Result<Vec<F
     let mut seen = std::collections::HashSet::new();
     for i in order {
         let item = &items[i];
-        let Some(task_id) = recorded_ids.get(&item.ti_id) else {
+        let Some((task_id, was_running)) = recorded_ids.get(&item.ti_id) else {
             continue;
         };
         if !seen.insert(item.ti_id) {
             continue; // the same try twice in one batch: the first one counts
         }
-        let (queued, n, next) = after_state(&mut tx, item, task_id).await?;
+        let (queued, n, next) = after_state(&mut tx, item, task_id, *was_running).await?;
         recorded[i] = Some((queued, next));
         ended.entry(item.run_pk).or_insert((0, &*item.dag)).0 += n;
     }
@@ -227,13 +227,14 @@ async fn notify(tx: &mut PgConnection, channel: &str) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// The fenced state change of every item, in one statement: `ti_id → task_id` of the tries
-/// whose fence held. The rows belong to runs whose locks the batch already holds, so the
+/// The fenced state change of every item, in one statement: `ti_id → (task_id, whether it
+/// was running)` of the tries whose fence held (a late outcome may find its try reaped, in
+/// `up_for_retry`). The rows belong to runs whose locks the batch already holds, so the
 /// order the statement locks them in cannot matter.
 async fn record_states(
     tx: &mut Transaction<'_, Postgres>,
     items: &[FinishItem],
-) -> sqlx::Result<std::collections::HashMap<i64, String>> {
+) -> sqlx::Result<std::collections::HashMap<i64, (String, bool)>> {
     let mut ids = Vec::with_capacity(items.len());
     let mut states = Vec::with_capacity(items.len());
     let mut delays = Vec::with_capacity(items.len());
@@ -262,7 +263,7 @@ async fn record_states(
     // nobody having claimed it since (see `Fence::Lease`).
     // Each recorded try (not a hand-back, which does not count) is also noted in
     // `task_tries`, in the same statement.
-    let rows: Vec<(i64, String)> = sqlx::query_as(
+    let rows: Vec<(i64, String, bool)> = sqlx::query_as(
         "WITH done AS (UPDATE task_instances t SET
             state = v.st,
             end_date = CASE WHEN v.st = 'queued' THEN NULL ELSE now() END,
@@ -271,8 +272,9 @@ async fn record_states(
             lease_owner = CASE WHEN v.st IN ('queued', 'up_for_retry') AND NOT v.reaper THEN NULL ELSE t.lease_owner END,
             not_before = CASE WHEN v.st = 'up_for_retry' THEN now() + v.delay * interval '1 microsecond' ELSE t.not_before END
          FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::int[], $6::bool[])
-              AS v(id, st, delay, owner, tn, reaper)
-         WHERE t.id = v.id AND t.id = ANY($1) AND t.try_number = v.tn
+              AS v(id, st, delay, owner, tn, reaper),
+              (SELECT id, state FROM task_instances WHERE id = ANY($1)) AS was
+         WHERE t.id = v.id AND was.id = t.id AND t.id = ANY($1) AND t.try_number = v.tn
            AND t.lease_owner IS NOT DISTINCT FROM v.owner
            AND CASE WHEN v.reaper
                  THEN t.state = 'running' AND NOT EXISTS (
@@ -280,13 +282,14 @@ async fn record_states(
                         WHERE w.id = t.lease_owner AND w.heartbeat_at + w.lease_ttl >= now())
                  ELSE t.state = 'running' OR (t.state = 'up_for_retry' AND v.st <> 'queued')
                END
-         RETURNING t.id, t.task_id, t.try_number, t.state, t.start_date, t.end_date),
+         RETURNING t.id, t.task_id, t.try_number, t.state, t.start_date, t.end_date,
+                   was.state = 'running' AS was_running),
          noted AS (
             INSERT INTO task_tries (ti_id, try_number, state, start_date, end_date)
             SELECT id, try_number, state, start_date, end_date FROM done WHERE state <> 'queued'
             ON CONFLICT (ti_id, try_number) DO UPDATE
               SET state = EXCLUDED.state, start_date = EXCLUDED.start_date, end_date = EXCLUDED.end_date)
-         SELECT id, task_id FROM done",
+         SELECT id, task_id, was_running FROM done",
     )
     .bind(&ids)
     .bind(&states)
@@ -296,23 +299,32 @@ async fn record_states(
     .bind(&reapers)
     .fetch_all(&mut **tx)
     .await?;
-    Ok(rows.into_iter().collect())
+    Ok(rows
+        .into_iter()
+        .map(|(id, task_id, was_running)| (id, (task_id, was_running)))
+        .collect())
 }
 
 /// What follows a recorded try, under the run lock the batch holds: its XComs, and its
 /// downstream tasks. Returns how many tasks it queued, how many ended (to count off the
-/// run), and the task handed off to the try's worker.
+/// run), and the task handed off to the try's worker. Only a try that was still running
+/// hands off: one the reaper had taken back no longer counted against any limit, so a task
+/// taking its place would add to them.
 async fn after_state(
     tx: &mut Transaction<'_, Postgres>,
     item: &FinishItem,
     task_id: &str,
+    was_running: bool,
 ) -> sqlx::Result<(usize, i32, Option<Claimed>)> {
     let new_state = item.outcome.new_state();
     if let Finish::Success { xcom } = &item.outcome {
         store_xcom(tx, item.run_pk, task_id, item.fence.try_number(), xcom).await?;
     }
     if new_state.is_finished() {
-        let hand_off = item.hand_off.as_ref().map(|h| (h, item.ti_id));
+        let hand_off = match &item.hand_off {
+            Some(h) if was_running => Some((h, item.ti_id)),
+            _ => None,
+        };
         let work = vec![(task_id.to_string(), new_state)];
         propagate(tx, item.run_pk, &item.dag, work, hand_off).await
     } else {

@@ -94,25 +94,53 @@ pub async fn held_tries(
 /// commit reached the database while its answer did not (the connection broke at COMMIT).
 /// Nothing ran them, and without this they would stay leased for as long as the worker
 /// lives. The grace keeps a claim whose answer is still on its way out of it. Returns the
-/// tries put back.
+/// tries put back; workers are woken for them.
 pub async fn requeue_strays(
     pool: &PgPool,
     worker: Uuid,
     known: &[i64],
     grace: Duration,
 ) -> sqlx::Result<Vec<i64>> {
-    sqlx::query_scalar(
-        "UPDATE task_instances SET state = 'queued', try_number = try_number - 1, lease_owner = NULL,
-                start_date = NULL, hostname = NULL, not_before = now()
-         WHERE lease_owner = $1 AND state = 'running' AND id <> ALL($2)
-           AND heartbeat_at < now() - $3 * interval '1 microsecond'
-         RETURNING id",
-    )
+    const STRAYS: &str = "lease_owner = $1 AND state = 'running' AND id <> ALL($2)
+        AND heartbeat_at < clock_timestamp() - $3 * interval '1 microsecond'";
+    // A plain read first: there are almost never any, and then nothing is locked.
+    let runs: Vec<i64> = sqlx::query_scalar(&format!(
+        "SELECT DISTINCT run_pk FROM task_instances WHERE {STRAYS} ORDER BY run_pk"
+    ))
     .bind(worker)
     .bind(known)
     .bind(grace.pg_interval_micros())
     .fetch_all(pool)
-    .await
+    .await?;
+    if runs.is_empty() {
+        return Ok(Vec::new());
+    }
+    // In the lock order (module docs): their runs first, by id, then the task instances.
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT id FROM dag_runs WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .bind(&runs)
+        .execute(&mut *tx)
+        .await?;
+    let back: Vec<i64> = sqlx::query_scalar(&format!(
+        "UPDATE task_instances SET state = 'queued', try_number = try_number - 1, lease_owner = NULL,
+                start_date = NULL, hostname = NULL, not_before = now()
+         WHERE {STRAYS} AND run_pk = ANY($4)
+         RETURNING id"
+    ))
+    .bind(worker)
+    .bind(known)
+    .bind(grace.pg_interval_micros())
+    .bind(&runs)
+    .fetch_all(&mut *tx)
+    .await?;
+    if !back.is_empty() {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(super::super::WORKER_CHANNEL)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(back)
 }
 
 /// Gives up one try's lease at once (fenced by owner and try), so the reaper fails and
