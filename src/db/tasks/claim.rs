@@ -23,6 +23,22 @@ const CLAIMED: &str =
      (SELECT g.generation FROM config_generation g) AS config_generation, t.pool,
      EXISTS (SELECT 1 FROM pools p WHERE p.pool = t.pool) AS pool_exists, t.subprocess";
 
+/// The room of pool `p` as the statement sees it: its slots less those its running tasks
+/// take; NULL for an unlimited pool (-1 slots, as in Airflow).
+const POOL_ROOM: &str = "CASE WHEN p.slots < 0 THEN NULL
+     ELSE p.slots - coalesce((SELECT sum(a.pool_slots) FROM task_instances a
+                              WHERE a.pool = p.pool AND a.state = 'running'), 0)
+     END";
+
+/// Whether the run of task instance `q` runs fewer tasks than its DAG's `max_active_tasks`.
+const RUN_HAS_ROOM: &str =
+    "(SELECT count(*) FROM task_instances a WHERE a.run_pk = q.run_pk AND a.state = 'running')
+     < (SELECT d.max_active_tasks FROM dags d WHERE d.dag_id = q.dag_id)";
+
+/// A direct hand-off goes past the queue, so it is made only while nothing in the queue has
+/// been due for longer than this: under a backlog, slots go back to the queue, in due order.
+const HAND_OFF_PATIENCE: crate::core::Duration = crate::core::Duration::from_secs_const(1);
+
 /// A task instance a worker now holds the lease on, with what it needs to run it.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Claimed {
@@ -71,17 +87,11 @@ pub async fn claim(
         .await?;
     let claimed = sqlx::query_as::<_, Claimed>(&format!(
         "WITH pool_room AS (
-             SELECT p.pool,
-                    CASE WHEN p.slots < 0 THEN NULL
-                         ELSE p.slots - coalesce((SELECT sum(a.pool_slots) FROM task_instances a
-                                                  WHERE a.pool = p.pool AND a.state = 'running'), 0)
-                    END AS room
-             FROM pools p
+             SELECT p.pool, {POOL_ROOM} AS room FROM pools p
          ), cand AS (
              SELECT q.id, q.run_pk, q.dag_id, q.pool, q.pool_slots, q.not_before, q.subprocess FROM task_instances q
              WHERE q.state IN ('queued', 'up_for_retry') AND q.not_before <= now()
-               AND (SELECT count(*) FROM task_instances a WHERE a.run_pk = q.run_pk AND a.state = 'running')
-                   < (SELECT d.max_active_tasks FROM dags d WHERE d.dag_id = q.dag_id)
+               AND {RUN_HAS_ROOM}
                AND coalesce((SELECT pr.room >= q.pool_slots FROM pool_room pr WHERE pr.pool = q.pool), true)
              ORDER BY q.not_before, q.id
              FOR UPDATE SKIP LOCKED
@@ -146,12 +156,13 @@ pub async fn next_retry_due(pool: &PgPool) -> sqlx::Result<Option<DateTime<Utc>>
 /// a chain runs (a pool set to 0 to drain it) stops its hand-offs too.
 ///
 /// It goes past the queue, so none is made while a task in the queue has been due for longer
-/// than `patience` (one probe of the due index): under a backlog the slot goes back to the
-/// queue, which is served in due order.
+/// than [`HAND_OFF_PATIENCE`] (one probe of the due index): under a backlog the slot goes
+/// back to the queue, which is served in due order. `hand_off`: the request and the try
+/// that finished.
 pub(super) async fn queue_ready(
     tx: &mut sqlx::PgConnection,
     ready: &[i64],
-    hand_off: Option<(&super::HandOff, i64, crate::core::Duration)>,
+    hand_off: Option<(&super::HandOff, i64)>,
 ) -> sqlx::Result<(usize, Option<Claimed>)> {
     #[derive(sqlx::FromRow)]
     struct Row {
@@ -159,14 +170,9 @@ pub(super) async fn queue_ready(
         claimed: Claimed,
         handed: bool,
     }
-    let (worker, hostname, finished, patience) = match hand_off {
-        Some((h, finished, patience)) => (
-            Some(h.worker),
-            Some(&*h.hostname),
-            Some(finished),
-            patience.pg_interval_micros(),
-        ),
-        None => (None, None, None, 0),
+    let (worker, hostname, finished) = match hand_off {
+        Some((h, finished)) => (Some(h.worker), Some(&*h.hostname), Some(finished)),
+        None => (None, None, None),
     };
     let rows = sqlx::query_as::<_, Row>(&format!(
         "WITH up AS (SELECT pool, pool_slots, subprocess FROM task_instances WHERE id = $2),
@@ -174,12 +180,8 @@ pub(super) async fn queue_ready(
              SELECT q.id FROM task_instances q, up
              WHERE q.id = ANY($1) AND q.state = 'none' AND q.pool = up.pool
                AND q.pool_slots <= up.pool_slots AND (up.subprocess OR NOT q.subprocess)
-               AND (SELECT count(*) FROM task_instances a WHERE a.run_pk = q.run_pk AND a.state = 'running')
-                   < (SELECT d.max_active_tasks FROM dags d WHERE d.dag_id = q.dag_id)
-               AND coalesce((SELECT p.slots < 0 OR p.slots - coalesce((SELECT sum(a.pool_slots) FROM task_instances a
-                                                                       WHERE a.pool = p.pool AND a.state = 'running'), 0)
-                                                    >= q.pool_slots
-                             FROM pools p WHERE p.pool = q.pool), true)
+               AND {RUN_HAS_ROOM}
+               AND coalesce((SELECT ({POOL_ROOM}) >= q.pool_slots FROM pools p WHERE p.pool = q.pool), true)
                AND NOT EXISTS (SELECT 1 FROM task_instances o
                                WHERE o.state IN ('queued', 'up_for_retry')
                                  AND o.not_before < now() - $5 * interval '1 microsecond')
@@ -202,7 +204,7 @@ pub(super) async fn queue_ready(
     .bind(finished)
     .bind(worker)
     .bind(hostname)
-    .bind(patience)
+    .bind(HAND_OFF_PATIENCE.pg_interval_micros())
     .fetch_all(tx)
     .await?;
     let queued = rows.len();

@@ -113,10 +113,6 @@ pub struct HandOff {
     pub hostname: Arc<str>,
 }
 
-/// A direct hand-off goes past the queue, so it is made only while nothing in the queue has
-/// been due for longer than this: under a backlog, slots go back to the queue, in due order.
-const HAND_OFF_PATIENCE: Duration = Duration::from_secs_const(1);
-
 /// Records one try's outcome; see [`finish_many`].
 pub async fn finish(pool: &PgPool, item: FinishItem) -> sqlx::Result<Finished> {
     let mut results = finish_many(pool, std::slice::from_ref(&item)).await?;
@@ -456,7 +452,6 @@ async fn propagate(
     if ready.is_empty() {
         return Ok((0, ended, None));
     }
-    let hand_off = hand_off.map(|(h, finished)| (h, finished, HAND_OFF_PATIENCE));
     let (queued, next) = super::claim::queue_ready(tx, &ready, hand_off).await?;
     Ok((queued, ended, next))
 }
