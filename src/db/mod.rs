@@ -61,9 +61,14 @@ pub const WORKER_CHANNEL: &str = "updraft_tasks";
 
 /// Wakes every scheduler. A wake-up, not a delivery: schedulers also poll.
 pub async fn notify_scheduler(pool: &PgPool) -> sqlx::Result<()> {
+    notify(pool, SCHEDULER_CHANNEL).await
+}
+
+/// Wakes whoever LISTENs on `channel`; inside a transaction, at its commit.
+pub async fn notify<'e>(db: impl sqlx::PgExecutor<'e>, channel: &str) -> sqlx::Result<()> {
     sqlx::query("SELECT pg_notify($1, '')")
-        .bind(SCHEDULER_CHANNEL)
-        .execute(pool)
+        .bind(channel)
+        .execute(db)
         .await?;
     Ok(())
 }

@@ -335,10 +335,7 @@ async fn start_for_dag(
         started += 1;
     }
     if started > 0 {
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(WORKER_CHANNEL)
-            .execute(&mut *tx)
-            .await?;
+        super::notify(&mut *tx, WORKER_CHANNEL).await?;
     }
     tx.commit().await?;
     Ok(started)
@@ -456,10 +453,7 @@ pub async fn enforce_run_timeouts(pool: &PgPool) -> sqlx::Result<usize> {
         .bind(&runs)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(super::SCHEDULER_CHANNEL)
-            .execute(&mut *tx)
-            .await?;
+        super::notify(&mut *tx, super::SCHEDULER_CHANNEL).await?;
     }
     tx.commit().await?;
     Ok(runs.len())

@@ -215,8 +215,8 @@ impl Worker {
             }
             tracker.wait().await;
         }
-        // Every try has been recorded or handed back; one still leased to this worker is a
-        // claim or hand-off whose answer was lost, and nothing will run it here.
+        // A try still leased to this worker now is a claim or hand-off whose answer was lost:
+        // nothing will run it here.
         this.requeue_strays(&[], crate::core::Duration::ZERO).await;
         listen_stop.cancel();
         tokio::task::spawn_blocking(crate::operators::bash::process::remove_run_dir).await?;

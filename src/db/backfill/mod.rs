@@ -236,10 +236,7 @@ pub async fn create(
     .bind(&reasons)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(crate::db::SCHEDULER_CHANNEL)
-        .execute(&mut *tx)
-        .await?;
+    crate::db::notify(&mut *tx, crate::db::SCHEDULER_CHANNEL).await?;
     tx.commit().await?;
     Ok(get(pool, id)
         .await?

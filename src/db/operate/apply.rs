@@ -156,22 +156,14 @@ pub async fn apply(
     .fetch_one(&mut *tx)
     .await?;
     if w.iter().any(|x| x.state == TaskState::Queued) {
-        notify(&mut tx, WORKER_CHANNEL).await?;
+        crate::db::notify(&mut *tx, WORKER_CHANNEL).await?;
     }
     if before != after {
-        notify(&mut tx, SCHEDULER_CHANNEL).await?;
+        crate::db::notify(&mut *tx, SCHEDULER_CHANNEL).await?;
     }
     tx.commit().await?;
     Ok(Applied {
         ti_ids,
         run_state: Some(after),
     })
-}
-
-async fn notify(tx: &mut sqlx::PgConnection, channel: &str) -> sqlx::Result<()> {
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(channel)
-        .execute(tx)
-        .await?;
-    Ok(())
 }

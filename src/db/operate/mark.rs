@@ -106,10 +106,7 @@ pub async fn delete_run(pool: &PgPool, run_pk: i64) -> sqlx::Result<bool> {
         .bind(run_pk)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(crate::db::SCHEDULER_CHANNEL)
-        .execute(&mut *tx)
-        .await?;
+    crate::db::notify(&mut *tx, crate::db::SCHEDULER_CHANNEL).await?;
     tx.commit().await?;
     Ok(true)
 }

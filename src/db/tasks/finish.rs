@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use super::super::{SCHEDULER_CHANNEL, WORKER_CHANNEL};
@@ -148,10 +148,7 @@ async fn finish_batch(pool: &PgPool, items: &[FinishItem]) -> sqlx::Result<Vec<F
     runs.dedup();
 
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT id FROM dag_runs WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-        .bind(&runs)
-        .execute(&mut *tx)
-        .await?;
+    super::lock_runs(&mut tx, &runs).await?;
     // Every try's fenced state change in one statement, then XComs, downstream decisions and
     // hand-offs per try (in run, then task order), then the recorded tries' last log lines in
     // one statement, then each run's counter once: a burst of outcomes costs a handful of round trips, so
@@ -205,22 +202,14 @@ async fn finish_batch(pool: &PgPool, items: &[FinishItem]) -> sqlx::Result<Vec<F
         })
         .collect();
     if queued_any {
-        notify(&mut tx, WORKER_CHANNEL).await?;
+        super::super::notify(&mut *tx, WORKER_CHANNEL).await?;
     }
     if ended_any {
         // A slot under max_active_runs is free: let a scheduler start the next queued run.
-        notify(&mut tx, SCHEDULER_CHANNEL).await?;
+        super::super::notify(&mut *tx, SCHEDULER_CHANNEL).await?;
     }
     tx.commit().await?;
     Ok(results)
-}
-
-async fn notify(tx: &mut PgConnection, channel: &str) -> sqlx::Result<()> {
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(channel)
-        .execute(tx)
-        .await?;
-    Ok(())
 }
 
 /// The fenced state change of every item, in one statement: `ti_id → (task_id, whether it

@@ -117,10 +117,7 @@ pub async fn requeue_strays(
     }
     // In the lock order (module docs): their runs first, by id, then the task instances.
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT id FROM dag_runs WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-        .bind(&runs)
-        .execute(&mut *tx)
-        .await?;
+    super::lock_runs(&mut tx, &runs).await?;
     let back: Vec<i64> = sqlx::query_scalar(&format!(
         "UPDATE task_instances SET state = 'queued', try_number = try_number - 1, lease_owner = NULL,
                 start_date = NULL, hostname = NULL, not_before = now()
@@ -134,10 +131,7 @@ pub async fn requeue_strays(
     .fetch_all(&mut *tx)
     .await?;
     if !back.is_empty() {
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(super::super::WORKER_CHANNEL)
-            .execute(&mut *tx)
-            .await?;
+        super::super::notify(&mut *tx, super::super::WORKER_CHANNEL).await?;
     }
     tx.commit().await?;
     Ok(back)

@@ -44,6 +44,16 @@ pub use leases::{
     worker_heartbeat, Expired, Held,
 };
 
+/// Locks runs' rows in id order: the first step of the lock order above, for a transaction
+/// that then changes their task instances.
+async fn lock_runs(tx: &mut sqlx::PgConnection, runs: &[i64]) -> sqlx::Result<()> {
+    sqlx::query("SELECT id FROM dag_runs WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .bind(runs)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
 /// XCom values of the given upstream tasks in a run: `(task_id, key, value)`.
 pub async fn xcoms(
     pool: &PgPool,
