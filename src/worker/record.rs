@@ -141,21 +141,13 @@ impl Worker {
             self.append_tail(c, &tail).await;
             return None;
         };
-        let fence = Fence::Lease {
-            owner: self.id,
-            try_number: c.try_number,
-        };
         let item = FinishItem {
-            ti_id: c.ti_id,
-            run_pk: c.run_pk,
-            fence,
-            outcome: finish,
-            dag,
             tail,
             hand_off: hand_off.then(|| tasks::HandOff {
                 worker: self.id,
                 hostname: self.hostname.clone(),
             }),
+            ..self.own_outcome(c, finish, dag)
         };
         // While the database is away, keep trying often (at most a second apart), so the
         // outcome lands as soon as it is back: before the reaper, which waits a lease TTL
@@ -216,21 +208,26 @@ impl Worker {
             self.release(c).await;
             return;
         };
-        let item = FinishItem {
+        let item = self.own_outcome(c, Finish::GiveBack, dag);
+        if let Err(e) = tasks::finish(&self.pool, item).await {
+            warn!(error = %e, "could not hand an unstarted task back; releasing its lease");
+            self.release(c).await;
+        }
+    }
+
+    /// `outcome` of this worker's try `c`, fenced by its lease; no log lines, no hand-off.
+    fn own_outcome(&self, c: &Claimed, outcome: Finish, dag: Arc<crate::dag::Dag>) -> FinishItem {
+        FinishItem {
             ti_id: c.ti_id,
             run_pk: c.run_pk,
             fence: Fence::Lease {
                 owner: self.id,
                 try_number: c.try_number,
             },
-            outcome: Finish::GiveBack,
+            outcome,
             dag,
             tail: Vec::new(),
             hand_off: None,
-        };
-        if let Err(e) = tasks::finish(&self.pool, item).await {
-            warn!(error = %e, "could not hand an unstarted task back; releasing its lease");
-            self.release(c).await;
         }
     }
 
