@@ -26,13 +26,13 @@ async fn started(db: &TestDb, tasks_: Vec<updraft::dag::Task>) -> (uuid::Uuid, V
     (worker, claimed)
 }
 
-/// Records `c` as a success, asking for a hand-off; returns what was handed over.
-async fn succeed(db: &TestDb, worker: uuid::Uuid, c: &Claimed) -> Option<Claimed> {
+/// `c`'s success, asking for a hand-off.
+async fn success(db: &TestDb, worker: uuid::Uuid, c: &Claimed) -> FinishItem {
     let dag = SpecCache::default()
         .get(&db.pool, c.version_id)
         .await
         .unwrap();
-    let item = FinishItem {
+    FinishItem {
         ti_id: c.ti_id,
         run_pk: c.run_pk,
         fence: Fence::Lease {
@@ -46,11 +46,26 @@ async fn succeed(db: &TestDb, worker: uuid::Uuid, c: &Claimed) -> Option<Claimed
             worker,
             hostname: "test".into(),
         }),
-    };
-    match tasks::finish(&db.pool, item).await.unwrap() {
-        Finished::Recorded { next, .. } => next.map(|n| *n),
-        Finished::LeaseLost => panic!("the fence held"),
     }
+}
+
+/// What each of `items`, recorded in one batch, was handed.
+async fn succeed_together(db: &TestDb, items: &[FinishItem]) -> Vec<Option<Claimed>> {
+    tasks::finish_many(&db.pool, items)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| match f {
+            Finished::Recorded { next, .. } => next.map(|n| *n),
+            Finished::LeaseLost => panic!("the fence held"),
+        })
+        .collect()
+}
+
+/// Records `c` as a success, asking for a hand-off; returns what was handed over.
+async fn succeed(db: &TestDb, worker: uuid::Uuid, c: &Claimed) -> Option<Claimed> {
+    let item = success(db, worker, c).await;
+    succeed_together(db, &[item]).await.pop().flatten()
 }
 
 async fn task_states(db: &TestDb) -> HashMap<String, (String, i32, Option<uuid::Uuid>)> {
@@ -269,4 +284,97 @@ async fn a_stopping_worker_puts_back_tries_it_did_not_know_of() {
     engine.stop().await;
     let states = states(&db.pool, "stray", &run_id).await;
     assert_eq!(states["lost"], ("queued".into(), 0), "{states:?}");
+}
+
+/// One batch of outcomes from several runs hands each try the next task of its own run,
+/// and a task two tries of the batch lead to is counted for both and handed over once.
+#[tokio::test]
+async fn one_batch_hands_each_try_its_own_run_s_next_task() {
+    let db = fresh_db().await;
+    let tasks_ = vec![
+        empty("a", &[]),
+        empty("b", &[]),
+        empty("after_a", &["a"]),
+        empty("after_both", &["a", "b"]),
+    ];
+    install(&db.pool, &[dag("handed", tasks_)]).await;
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        runs.push(trigger(&db.pool, "handed", serde_json::json!({})).await);
+    }
+    updraft::db::scheduling::start_queued_runs(&db.pool, &SpecCache::default())
+        .await
+        .unwrap();
+    let worker = uuid::Uuid::new_v4();
+    tasks::register_worker(&db.pool, worker, "test", 8, UDuration::from_secs(60))
+        .await
+        .unwrap();
+    let roots = tasks::claim(&db.pool, worker, "test", (8, 8))
+        .await
+        .unwrap();
+    assert_eq!(roots.len(), 4, "a and b of both runs");
+    let mut items = Vec::new();
+    for c in &roots {
+        items.push(success(&db, worker, c).await);
+    }
+    let handed = succeed_together(&db, &items).await;
+    // Per run, `a` and `b` ended: `after_a` and `after_both` are ready, and the run's two
+    // tries each take one of them.
+    for (c, next) in roots.iter().zip(&handed) {
+        let next = next.as_ref().expect("every try is handed a task");
+        assert_eq!(
+            next.run_pk, c.run_pk,
+            "{} was handed another run's task",
+            c.task_id
+        );
+    }
+    let rows: Vec<(i64, String, String, i32, i32)> = sqlx::query_as(
+        "SELECT run_pk, task_id, state, try_number, up_success FROM task_instances
+         WHERE task_id LIKE 'after%' ORDER BY run_pk, task_id",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 4);
+    for (_, task_id, state, try_number, up_success) in &rows {
+        assert_eq!((state.as_str(), *try_number), ("running", 1), "{task_id}");
+        let expected = if task_id == "after_both" { 2 } else { 1 };
+        assert_eq!(*up_success, expected, "{task_id}'s upstream successes");
+    }
+    let mut handed_ids: Vec<i64> = handed.iter().flatten().map(|c| c.ti_id).collect();
+    handed_ids.sort_unstable();
+    handed_ids.dedup();
+    assert_eq!(handed_ids.len(), 4, "no task handed over twice");
+}
+
+/// Two tries of one run that end in the same batch hand over no more tasks than the run
+/// has room for: a `max_active_tasks` lowered to 1 while both ran lets one through.
+#[tokio::test]
+async fn a_batch_hands_off_no_more_than_a_run_has_room_for() {
+    let db = fresh_db().await;
+    let (worker, roots) = started(
+        &db,
+        vec![
+            empty("a", &[]),
+            empty("b", &[]),
+            empty("after_a", &["a"]),
+            empty("after_b", &["b"]),
+        ],
+    )
+    .await;
+    assert_eq!(roots.len(), 2);
+    sqlx::query("UPDATE dags SET max_active_tasks = 1")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let mut items = Vec::new();
+    for c in &roots {
+        items.push(success(&db, worker, c).await);
+    }
+    let handed = succeed_together(&db, &items).await;
+    assert_eq!(handed.iter().flatten().count(), 1, "{handed:?}");
+    let states = task_states(&db).await;
+    let mut after: Vec<&str> = vec![states["after_a"].0.as_str(), states["after_b"].0.as_str()];
+    after.sort_unstable();
+    assert_eq!(after, ["queued", "running"]);
 }

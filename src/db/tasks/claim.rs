@@ -30,10 +30,10 @@ const POOL_ROOM: &str = "CASE WHEN p.slots < 0 THEN NULL
                               WHERE a.pool = p.pool AND a.state = 'running'), 0)
      END";
 
-/// Whether the run of task instance `q` runs fewer tasks than its DAG's `max_active_tasks`.
-const RUN_HAS_ROOM: &str =
-    "(SELECT count(*) FROM task_instances a WHERE a.run_pk = q.run_pk AND a.state = 'running')
-     < (SELECT d.max_active_tasks FROM dags d WHERE d.dag_id = q.dag_id)";
+/// How many more tasks the run of task instance `q` may run: its DAG's `max_active_tasks`
+/// less those running.
+const RUN_ROOM: &str = "((SELECT d.max_active_tasks FROM dags d WHERE d.dag_id = q.dag_id)
+     - (SELECT count(*) FROM task_instances a WHERE a.run_pk = q.run_pk AND a.state = 'running'))";
 
 /// A direct hand-off goes past the queue, so it is made only while nothing in the queue has
 /// been due for longer than this: under a backlog, slots go back to the queue, in due order.
@@ -91,21 +91,20 @@ pub async fn claim(
          ), cand AS (
              SELECT q.id, q.run_pk, q.dag_id, q.pool, q.pool_slots, q.not_before, q.subprocess FROM task_instances q
              WHERE q.state IN ('queued', 'up_for_retry') AND q.not_before <= now()
-               AND {RUN_HAS_ROOM}
+               AND {RUN_ROOM} > 0
                AND coalesce((SELECT pr.room >= q.pool_slots FROM pool_room pr WHERE pr.pool = q.pool), true)
              ORDER BY q.not_before, q.id
              FOR UPDATE SKIP LOCKED
              LIMIT $2 * 4
          ), ranked AS (
-             SELECT c.id, c.not_before,
-                    row_number() OVER (PARTITION BY c.run_pk ORDER BY c.not_before, c.id) AS rn,
-                    (SELECT d.max_active_tasks FROM dags d WHERE d.dag_id = c.dag_id)
-                      - (SELECT count(*) FROM task_instances a WHERE a.run_pk = c.run_pk AND a.state = 'running') AS room,
-                    sum(c.pool_slots) OVER (PARTITION BY c.pool ORDER BY c.not_before, c.id) AS pool_used,
-                    sum(c.subprocess::int) OVER (ORDER BY c.not_before, c.id) AS processes,
-                    c.subprocess,
-                    (SELECT pr.room FROM pool_room pr WHERE pr.pool = c.pool) AS pool_room
-             FROM cand c
+             SELECT q.id, q.not_before,
+                    row_number() OVER (PARTITION BY q.run_pk ORDER BY q.not_before, q.id) AS rn,
+                    {RUN_ROOM} AS room,
+                    sum(q.pool_slots) OVER (PARTITION BY q.pool ORDER BY q.not_before, q.id) AS pool_used,
+                    sum(q.subprocess::int) OVER (ORDER BY q.not_before, q.id) AS processes,
+                    q.subprocess,
+                    (SELECT pr.room FROM pool_room pr WHERE pr.pool = q.pool) AS pool_room
+             FROM cand q
          ), chosen AS (
              SELECT id FROM ranked
              WHERE rn <= room AND (pool_room IS NULL OR pool_used <= pool_room)
@@ -140,74 +139,140 @@ pub async fn next_retry_due(pool: &PgPool) -> sqlx::Result<Option<DateTime<Utc>>
     .await
 }
 
-/// Queues the tasks a finish found ready (`ready`, still `none`) in one statement, and makes
-/// the direct hand-off if asked: one of them is leased at once to the worker whose try
-/// finished, for the slot that try frees, so a chain's next task starts without waiting for
-/// a NOTIFY and a claim of its own. Returns how many were queued (the one handed off
-/// included) and the one handed off.
+/// What a task instance takes of its pool, and whether it runs processes of its own.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(super) struct Slot {
+    pub pool: String,
+    pub pool_slots: i32,
+    pub subprocess: bool,
+}
+
+impl Slot {
+    /// Whether `next` may run in the place this one frees: same pool, no more of its slots,
+    /// and processes of its own only where this one ran them (the process slot passes on).
+    fn fits(&self, next: &Slot) -> bool {
+        next.pool == self.pool
+            && next.pool_slots <= self.pool_slots
+            && (self.subprocess || !next.subprocess)
+    }
+}
+
+/// A task a finish found ready to run (still `none`, to be queued).
+#[derive(Debug)]
+pub(super) struct Ready {
+    pub id: i64,
+    pub run_pk: i64,
+    pub task_id: String,
+    pub slot: Slot,
+}
+
+/// A worker's request to be handed a ready task in the place of its try that ended.
+#[derive(Debug)]
+pub(super) struct Request {
+    /// The finish item it came with.
+    pub item: usize,
+    pub run_pk: i64,
+    /// What the ended try held.
+    pub slot: Slot,
+    pub worker: Uuid,
+    pub hostname: std::sync::Arc<str>,
+}
+
+/// Queues the tasks a finish batch found ready (`ready`, still `none`) in one statement,
+/// and makes the direct hand-offs asked for: a ready task is leased at once to the worker
+/// whose try ended, for the slot that try frees, so a chain's next task starts without
+/// waiting for a NOTIFY and a claim of its own. Each request gets at most one task, the
+/// first by `task_id` of its run that fits its slot ([`Slot::fits`]) and no other request
+/// took. Returns how many were queued (those handed off included) and, per request's
+/// item, the task handed off.
 ///
-/// A hand-off takes no claim lock, because it cannot overshoot a limit: the finished try and
+/// A hand-off takes no claim lock, because it cannot overshoot a limit: the ended try and
 /// the task that takes its place belong to the same run (its running count stays the same),
-/// the task must be in the finished try's pool and need no more of its slots (the pool's use
-/// does not grow), and it may run processes of its own only if the finished try did (the
-/// worker's process slot passes on). A claim running beside it sees either the finished try
-/// or its successor running, never both and never neither. The run and the pool must also
-/// have room as this transaction sees them, without the finished try: a limit lowered while
-/// a chain runs (a pool set to 0 to drain it) stops its hand-offs too.
+/// the task must be in the ended try's pool and need no more of its slots (the pool's use
+/// does not grow), and it may run processes of its own only if the ended try did (the
+/// worker's process slot passes on). A claim running beside it sees either the ended try or
+/// its successor running, never both and never neither. The runs and pools must also have
+/// room for the hand-offs as this transaction sees them, without the ended tries (ranked
+/// as a claim ranks its picks): a limit lowered while a chain runs (a pool set to 0 to drain
+/// it) stops its hand-offs too.
 ///
-/// It goes past the queue, so none is made while a task in the queue has been due for longer
-/// than [`HAND_OFF_PATIENCE`] (one probe of the due index): under a backlog the slot goes
-/// back to the queue, which is served in due order. `hand_off`: the request and the try
-/// that finished.
+/// A hand-off goes past the queue, so none is made while a task in the queue has been due
+/// for longer than [`HAND_OFF_PATIENCE`] (one probe of the due index): under a backlog the
+/// slot goes back to the queue, which is served in due order.
 pub(super) async fn queue_ready(
     tx: &mut sqlx::PgConnection,
-    ready: &[i64],
-    hand_off: Option<(&super::HandOff, i64)>,
-) -> sqlx::Result<(usize, Option<Claimed>)> {
+    ready: &[Ready],
+    requests: &[Request],
+) -> sqlx::Result<(usize, Vec<(usize, Claimed)>)> {
     #[derive(sqlx::FromRow)]
     struct Row {
         #[sqlx(flatten)]
         claimed: Claimed,
         handed: bool,
     }
-    let (worker, hostname, finished) = match hand_off {
-        Some((h, finished)) => (Some(h.worker), Some(&*h.hostname), Some(finished)),
-        None => (None, None, None),
-    };
+    if ready.is_empty() {
+        return Ok((0, Vec::new()));
+    }
+    let mut taken = vec![false; ready.len()];
+    let mut offers: Vec<(i64, &Request)> = Vec::new();
+    for r in requests {
+        let pick = (0..ready.len())
+            .filter(|&i| !taken[i] && ready[i].run_pk == r.run_pk && r.slot.fits(&ready[i].slot))
+            .min_by(|&a, &b| ready[a].task_id.cmp(&ready[b].task_id));
+        if let Some(i) = pick {
+            taken[i] = true;
+            offers.push((ready[i].id, r));
+        }
+    }
+    let ids: Vec<i64> = ready.iter().map(|r| r.id).collect();
+    let offered: Vec<i64> = offers.iter().map(|o| o.0).collect();
+    let workers: Vec<Uuid> = offers.iter().map(|o| o.1.worker).collect();
+    let hostnames: Vec<&str> = offers.iter().map(|o| &*o.1.hostname).collect();
     let rows = sqlx::query_as::<_, Row>(&format!(
-        "WITH up AS (SELECT pool, pool_slots, subprocess FROM task_instances WHERE id = $2),
-         pick AS (
-             SELECT q.id FROM task_instances q, up
-             WHERE q.id = ANY($1) AND q.state = 'none' AND q.pool = up.pool
-               AND q.pool_slots <= up.pool_slots AND (up.subprocess OR NOT q.subprocess)
-               AND {RUN_HAS_ROOM}
-               AND coalesce((SELECT ({POOL_ROOM}) >= q.pool_slots FROM pools p WHERE p.pool = q.pool), true)
+        "WITH offer AS (
+             SELECT q.id, o.worker, o.hostname, q.pool,
+                    row_number() OVER (PARTITION BY q.run_pk ORDER BY q.task_id) AS rn,
+                    {RUN_ROOM} AS room,
+                    sum(q.pool_slots) OVER (PARTITION BY q.pool ORDER BY q.run_pk, q.task_id) AS pool_used
+             FROM UNNEST($2::bigint[], $3::uuid[], $4::text[]) AS o(id, worker, hostname)
+             JOIN task_instances q ON q.id = o.id
+             WHERE q.state = 'none'
+         ), pick AS (
+             SELECT c.id, c.worker, c.hostname FROM offer c
+             WHERE c.rn <= c.room
+               AND coalesce((SELECT ({POOL_ROOM}) >= c.pool_used FROM pools p WHERE p.pool = c.pool), true)
                AND NOT EXISTS (SELECT 1 FROM task_instances o
                                WHERE o.state IN ('queued', 'up_for_retry')
                                  AND o.not_before < now() - $5 * interval '1 microsecond')
-             ORDER BY q.task_id LIMIT 1
          )
          UPDATE task_instances t
          SET state = CASE WHEN h.id IS NULL THEN 'queued' ELSE 'running' END,
              queued_at = now(), not_before = now(), end_date = NULL,
              try_number = t.try_number + (h.id IS NOT NULL)::int,
-             lease_owner = CASE WHEN h.id IS NULL THEN t.lease_owner ELSE $3 END,
+             lease_owner = CASE WHEN h.id IS NULL THEN t.lease_owner ELSE h.worker END,
              lease_expires_at = NULL,
              heartbeat_at = CASE WHEN h.id IS NULL THEN t.heartbeat_at ELSE clock_timestamp() END,
              start_date = CASE WHEN h.id IS NULL THEN t.start_date ELSE clock_timestamp() END,
-             hostname = CASE WHEN h.id IS NULL THEN t.hostname ELSE $4 END
+             hostname = CASE WHEN h.id IS NULL THEN t.hostname ELSE h.hostname END
          FROM dag_runs r, task_instances s LEFT JOIN pick h ON h.id = s.id
          WHERE s.id = t.id AND r.id = t.run_pk AND t.id = ANY($1) AND t.state = 'none'
          RETURNING {CLAIMED}, h.id IS NOT NULL AS handed"
     ))
-    .bind(ready)
-    .bind(finished)
-    .bind(worker)
-    .bind(hostname)
+    .bind(&ids)
+    .bind(&offered)
+    .bind(&workers)
+    .bind(&hostnames)
     .bind(HAND_OFF_PATIENCE.pg_interval_micros())
     .fetch_all(tx)
     .await?;
     let queued = rows.len();
-    let next = rows.into_iter().find(|r| r.handed).map(|r| r.claimed);
-    Ok((queued, next))
+    let handed = rows
+        .into_iter()
+        .filter(|r| r.handed)
+        .filter_map(|r| {
+            let item = offers.iter().find(|o| o.0 == r.claimed.ti_id)?.1.item;
+            Some((item, r.claimed))
+        })
+        .collect();
+    Ok((queued, handed))
 }

@@ -1,14 +1,16 @@
 //! Finishing: recording tries' outcomes, deciding which downstream tasks became ready under
 //! their trigger rules, and ending runs, in one transaction per batch. The lock order is the
-//! module's (`super`): the batch's runs first, by id; then each try's own row; then its
-//! downstream rows by `task_id`.
+//! module's (`super`): the batch's runs first, by id; then the tries' own rows; then their
+//! downstream rows.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use super::super::{SCHEDULER_CHANNEL, WORKER_CHANNEL};
+use super::claim::{Ready, Slot};
 use super::Claimed;
 use crate::core::trigger::{decide, Decision, UpstreamCounts};
 use crate::core::{Duration, LogLine, RunState, TaskState};
@@ -71,10 +73,9 @@ impl Finish {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finished {
     Recorded {
-        queued: usize,
         run_ended: Option<RunState>,
         /// The task handed to the same worker in this transaction ([`HandOff`]): it is
-        /// already leased to it, and counted in `queued`.
+        /// already leased to it.
         next: Option<Box<Claimed>>,
     },
     /// The fence did not hold: the try was taken away (claimed again, cleared, or the run
@@ -120,11 +121,12 @@ pub async fn finish(pool: &PgPool, item: FinishItem) -> sqlx::Result<Finished> {
 }
 
 /// Records tries' outcomes in ONE transaction: the batch's runs are locked first (by id),
-/// then for each try the fenced state change, its XComs and last log lines; its downstream
-/// tasks are decided under their trigger rules, ready ones queued, skips and upstream
-/// failures cascaded, and the run ended when nothing is left. Workers batch the outcomes
-/// that arrive together, so a burst of short tasks shares one commit. Results come back in
-/// the order of `items`. NOTIFY is delivered at commit.
+/// then the tries' fenced state changes, XComs and last log lines; their downstream tasks
+/// are decided under their trigger rules, ready ones queued (some handed off), skips and
+/// upstream failures cascaded, and runs ended when nothing is left. Workers batch the
+/// outcomes that arrive together, across runs, so a burst of short tasks shares one commit
+/// and the same few statements. Results come back in the order of `items`. NOTIFY is
+/// delivered at commit.
 pub async fn finish_many(pool: &PgPool, items: &[FinishItem]) -> sqlx::Result<Vec<Finished>> {
     // Deadlocks cannot happen under the lock order; serialization failures cannot either at
     // READ COMMITTED. Retrying them anyway keeps a future mistake from losing outcomes.
@@ -149,62 +151,92 @@ async fn finish_batch(pool: &PgPool, items: &[FinishItem]) -> sqlx::Result<Vec<F
 
     let mut tx = pool.begin().await?;
     super::lock_runs(&mut tx, &runs).await?;
-    // Every try's fenced state change in one statement, then XComs, downstream decisions and
-    // hand-offs per try (in run, then task order), then the recorded tries' last log lines in
-    // one statement, then each run's counter once: a burst of outcomes costs a handful of round trips, so
-    // the run locks are held briefly.
-    let recorded_ids = record_states(&mut tx, items).await?;
-    // Per item: how many tasks it queued; per run: how many tasks ended.
-    let mut recorded: Vec<Option<(usize, Option<Claimed>)>> = vec![None; items.len()];
-    let mut ended: std::collections::BTreeMap<i64, (i32, &Dag)> = Default::default();
-    let mut seen = std::collections::HashSet::new();
+    // A fixed handful of statements for the whole batch, whatever its size: every try's
+    // fenced state change; XComs where there are any; the downstream counters (one statement
+    // per cascade step); the queueing of the tasks that became ready, with the hand-offs;
+    // the last log lines; each run's counter. The run locks are held briefly, and every
+    // hand-off of the batch is made by the fifth statement.
+    let recorded = record_states(&mut tx, items).await?;
+    let mut dags: BTreeMap<i64, &Dag> = BTreeMap::new();
+    let mut ended: BTreeMap<i64, i32> = BTreeMap::new();
+    let mut work = Vec::new();
+    let mut requests = Vec::new();
+    let mut gave_back = false;
+    // Per item: whether its outcome counted (the same try twice in one batch: the first).
+    let mut counted = vec![false; items.len()];
+    let mut seen = HashSet::new();
     for i in order {
         let item = &items[i];
-        let Some((task_id, was_running)) = recorded_ids.get(&item.ti_id) else {
+        let Some(done) = recorded.get(&item.ti_id) else {
             continue;
         };
         if !seen.insert(item.ti_id) {
-            continue; // the same try twice in one batch: the first one counts
+            continue;
         }
-        let (queued, n, next) = after_state(&mut tx, item, task_id, *was_running).await?;
-        recorded[i] = Some((queued, next));
-        ended.entry(item.run_pk).or_insert((0, &*item.dag)).0 += n;
+        counted[i] = true;
+        if let Finish::Success { xcom } = &item.outcome {
+            store_xcom(
+                &mut tx,
+                item.run_pk,
+                &done.task_id,
+                item.fence.try_number(),
+                xcom,
+            )
+            .await?;
+        }
+        let new_state = item.outcome.new_state();
+        if !new_state.is_finished() {
+            // Handed back (queued again, for another worker), or waiting for a retry.
+            gave_back |= new_state == TaskState::Queued;
+            continue;
+        }
+        dags.insert(item.run_pk, &item.dag);
+        *ended.entry(item.run_pk).or_default() += 1;
+        work.push((item.run_pk, done.task_id.clone(), new_state));
+        // Only a try that was still running hands off: one the reaper had taken back no
+        // longer counted against any limit, so a task taking its place would add to them.
+        if let (Some(h), true) = (&item.hand_off, done.was_running) {
+            requests.push(super::claim::Request {
+                item: i,
+                run_pk: item.run_pk,
+                slot: done.slot.clone(),
+                worker: h.worker,
+                hostname: h.hostname.clone(),
+            });
+        }
     }
+    let (ready, cascaded) = propagate(&mut tx, &dags, work).await?;
+    for (run_pk, n) in cascaded {
+        *ended.entry(run_pk).or_default() += n;
+    }
+    let (queued, handed) = super::claim::queue_ready(&mut tx, &ready, &requests).await?;
     // The log lines after the hand-offs: nothing waits for them before the commit.
     let tails: Vec<(i64, i32, Vec<LogLine>)> = items
         .iter()
-        .filter(|i| recorded_ids.contains_key(&i.ti_id) && !i.tail.is_empty())
-        .map(|i| (i.ti_id, i.fence.try_number(), i.tail.clone()))
+        .zip(&counted)
+        .filter(|(i, &counted)| counted && !i.tail.is_empty())
+        .map(|(i, _)| (i.ti_id, i.fence.try_number(), i.tail.clone()))
         .collect();
     super::super::logs::append_many_in(&mut tx, &tails).await?;
-    let mut run_states = std::collections::BTreeMap::new();
-    for (run_pk, (n, dag)) in ended.into_iter().filter(|(_, (n, _))| *n > 0) {
-        if let Some(state) = end_run_if_done(&mut tx, run_pk, dag, n).await? {
-            run_states.insert(run_pk, state);
-        }
-    }
+    let run_states = count_off(&mut tx, &dags, &ended).await?;
     // Tasks handed off are no other worker's business.
-    let queued_any = recorded
-        .iter()
-        .flatten()
-        .any(|(q, next)| *q > usize::from(next.is_some()));
-    let ended_any = !run_states.is_empty();
+    let for_others = gave_back || queued > handed.len();
+    let mut next: HashMap<usize, Claimed> = handed.into_iter().collect();
     let results: Vec<Finished> = items
         .iter()
-        .zip(recorded)
-        .map(|(item, r)| match r {
-            Some((queued, next)) => Finished::Recorded {
-                queued,
+        .enumerate()
+        .map(|(i, item)| match counted[i] {
+            true => Finished::Recorded {
                 run_ended: run_states.get(&item.run_pk).copied(),
-                next: next.map(Box::new),
+                next: next.remove(&i).map(Box::new),
             },
-            None => Finished::LeaseLost,
+            false => Finished::LeaseLost,
         })
         .collect();
-    if queued_any {
+    if for_others {
         super::super::notify(&mut *tx, WORKER_CHANNEL).await?;
     }
-    if ended_any {
+    if !run_states.is_empty() {
         // A slot under max_active_runs is free: let a scheduler start the next queued run.
         super::super::notify(&mut *tx, SCHEDULER_CHANNEL).await?;
     }
@@ -212,14 +244,22 @@ async fn finish_batch(pool: &PgPool, items: &[FinishItem]) -> sqlx::Result<Vec<F
     Ok(results)
 }
 
-/// The fenced state change of every item, in one statement: `ti_id → (task_id, whether it
-/// was running)` of the tries whose fence held (a late outcome may find its try reaped, in
-/// `up_for_retry`). The rows belong to runs whose locks the batch already holds, so the
-/// order the statement locks them in cannot matter.
+/// A try whose fenced state change was recorded.
+struct Done {
+    task_id: String,
+    /// Whether it was running (a late outcome may find its try reaped, in `up_for_retry`).
+    was_running: bool,
+    /// What it held of its pool, for a hand-off into its place.
+    slot: Slot,
+}
+
+/// The fenced state change of every item, in one statement: the tries whose fence held, by
+/// `ti_id`. The rows belong to runs whose locks the batch already holds, so the order the
+/// statement locks them in cannot matter.
 async fn record_states(
     tx: &mut Transaction<'_, Postgres>,
     items: &[FinishItem],
-) -> sqlx::Result<std::collections::HashMap<i64, (String, bool)>> {
+) -> sqlx::Result<HashMap<i64, Done>> {
     let mut ids = Vec::with_capacity(items.len());
     let mut states = Vec::with_capacity(items.len());
     let mut delays = Vec::with_capacity(items.len());
@@ -248,7 +288,7 @@ async fn record_states(
     // nobody having claimed it since (see `Fence::Lease`).
     // Each recorded try (not a hand-back, which does not count) is also noted in
     // `task_tries`, in the same statement.
-    let rows: Vec<(i64, String, bool)> = sqlx::query_as(
+    let rows: Vec<(i64, String, bool, String, i32, bool)> = sqlx::query_as(
         "WITH done AS (UPDATE task_instances t SET
             state = v.st,
             end_date = CASE WHEN v.st = 'queued' THEN NULL ELSE now() END,
@@ -268,13 +308,13 @@ async fn record_states(
                  ELSE t.state = 'running' OR (t.state = 'up_for_retry' AND v.st <> 'queued')
                END
          RETURNING t.id, t.task_id, t.try_number, t.state, t.start_date, t.end_date,
-                   was.state = 'running' AS was_running),
+                   was.state = 'running' AS was_running, t.pool, t.pool_slots, t.subprocess),
          noted AS (
             INSERT INTO task_tries (ti_id, try_number, state, start_date, end_date)
             SELECT id, try_number, state, start_date, end_date FROM done WHERE state <> 'queued'
             ON CONFLICT (ti_id, try_number) DO UPDATE
               SET state = EXCLUDED.state, start_date = EXCLUDED.start_date, end_date = EXCLUDED.end_date)
-         SELECT id, task_id, was_running FROM done",
+         SELECT id, task_id, was_running, pool, pool_slots, subprocess FROM done",
     )
     .bind(&ids)
     .bind(&states)
@@ -286,36 +326,20 @@ async fn record_states(
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, task_id, was_running)| (id, (task_id, was_running)))
+        .map(|(id, task_id, was_running, pool, pool_slots, subprocess)| {
+            let slot = Slot {
+                pool,
+                pool_slots,
+                subprocess,
+            };
+            let done = Done {
+                task_id,
+                was_running,
+                slot,
+            };
+            (id, done)
+        })
         .collect())
-}
-
-/// What follows a recorded try, under the run lock the batch holds: its XComs, and its
-/// downstream tasks. Returns how many tasks it queued, how many ended (to count off the
-/// run), and the task handed off to the try's worker. Only a try that was still running
-/// hands off: one the reaper had taken back no longer counted against any limit, so a task
-/// taking its place would add to them.
-async fn after_state(
-    tx: &mut Transaction<'_, Postgres>,
-    item: &FinishItem,
-    task_id: &str,
-    was_running: bool,
-) -> sqlx::Result<(usize, i32, Option<Claimed>)> {
-    let new_state = item.outcome.new_state();
-    if let Finish::Success { xcom } = &item.outcome {
-        store_xcom(tx, item.run_pk, task_id, item.fence.try_number(), xcom).await?;
-    }
-    if new_state.is_finished() {
-        let hand_off = match &item.hand_off {
-            Some(h) if was_running => Some((h, item.ti_id)),
-            _ => None,
-        };
-        let work = vec![(task_id.to_string(), new_state)];
-        propagate(tx, item.run_pk, &item.dag, work, hand_off).await
-    } else {
-        // Handed back (queued again, for another worker), or waiting for a retry.
-        Ok((usize::from(new_state == TaskState::Queued), 0, None))
-    }
 }
 
 async fn store_xcom(
@@ -355,6 +379,7 @@ async fn store_xcom(
 #[derive(sqlx::FromRow)]
 struct CounterRow {
     id: i64,
+    run_pk: i64,
     task_id: String,
     state: TaskState,
     upstream_total: i32,
@@ -362,48 +387,73 @@ struct CounterRow {
     up_failed: i32,
     up_skipped: i32,
     up_upstream_failed: i32,
+    #[sqlx(flatten)]
+    slot: Slot,
 }
 
-/// Applies final states to their downstream counters, cascading decided skips and upstream
-/// failures. The caller holds the run's row lock; downstream rows are locked in `task_id`
-/// order. The tasks that became ready are queued together at the end, one of them handed to
-/// the finished try's worker if it asked (`hand_off`: the request and the finished try).
-/// Returns how many were queued (the hand-off included), how many ended (`work` included,
-/// which the caller counts off the run), and the task handed off.
+/// Applies final states (`work`: run, task, state) to their downstream counters, for every
+/// run of the batch at once, cascading decided skips and upstream failures: one statement
+/// per step of the cascade. The caller holds the runs' locks, so the order the statements
+/// lock downstream rows in cannot matter. Returns the tasks that became ready (still `none`:
+/// the caller queues them) and, per run, how many more tasks the cascade ended.
 async fn propagate(
     tx: &mut Transaction<'_, Postgres>,
-    run_pk: i64,
-    dag: &Dag,
-    mut work: Vec<(String, TaskState)>,
-    hand_off: Option<(&HandOff, i64)>,
-) -> sqlx::Result<(usize, i32, Option<Claimed>)> {
-    let mut ended = work.len() as i32;
+    dags: &BTreeMap<i64, &Dag>,
+    mut work: Vec<(i64, String, TaskState)>,
+) -> sqlx::Result<(Vec<Ready>, BTreeMap<i64, i32>)> {
     let mut ready = Vec::new();
-    while let Some((task_id, state)) = work.pop() {
-        let Some(task) = dag.task(&task_id) else {
-            continue;
-        };
-        if task.downstream.is_empty() {
-            continue;
+    let mut ended: BTreeMap<i64, i32> = BTreeMap::new();
+    loop {
+        // Per downstream row: what its upstream tasks that ended add to its counters (two
+        // tries of the batch may share a downstream task).
+        let mut bumps: BTreeMap<(i64, &str), [i32; 4]> = BTreeMap::new();
+        for (run_pk, task_id, state) in &work {
+            let Some(task) = dags.get(run_pk).and_then(|d| d.task(task_id)) else {
+                continue;
+            };
+            let column = match state {
+                TaskState::Success => 0,
+                TaskState::Failed => 1,
+                TaskState::Skipped => 2,
+                TaskState::UpstreamFailed => 3,
+                _ => continue,
+            };
+            for down in &task.downstream {
+                bumps.entry((*run_pk, down.as_str())).or_default()[column] += 1;
+            }
         }
-        let downstream: Vec<&str> = task.downstream.iter().map(|t| t.as_str()).collect();
-        let rows = sqlx::query_as::<_, CounterRow>(
-            "UPDATE task_instances SET
-                up_success = up_success + ($3 = 'success')::int,
-                up_failed = up_failed + ($3 = 'failed')::int,
-                up_skipped = up_skipped + ($3 = 'skipped')::int,
-                up_upstream_failed = up_upstream_failed + ($3 = 'upstream_failed')::int
-             WHERE id IN (SELECT id FROM task_instances WHERE run_pk = $1 AND task_id = ANY($2)
-                          ORDER BY task_id FOR UPDATE)
-             RETURNING id, task_id, state, upstream_total, up_success, up_failed, up_skipped, up_upstream_failed",
+        if bumps.is_empty() {
+            break;
+        }
+        let (keys, adds): (Vec<_>, Vec<_>) = bumps.into_iter().unzip();
+        let runs: Vec<i64> = keys.iter().map(|k| k.0).collect();
+        let tasks: Vec<&str> = keys.iter().map(|k| k.1).collect();
+        let column = |c: usize| adds.iter().map(|a: &[i32; 4]| a[c]).collect::<Vec<i32>>();
+        let mut rows = sqlx::query_as::<_, CounterRow>(
+            "UPDATE task_instances t SET
+                up_success = up_success + v.success,
+                up_failed = up_failed + v.failed,
+                up_skipped = up_skipped + v.skipped,
+                up_upstream_failed = up_upstream_failed + v.upstream_failed
+             FROM UNNEST($1::bigint[], $2::text[], $3::int[], $4::int[], $5::int[], $6::int[])
+                  AS v(run_pk, task_id, success, failed, skipped, upstream_failed)
+             WHERE t.run_pk = v.run_pk AND t.task_id = v.task_id
+             RETURNING t.id, t.run_pk, t.task_id, t.state, t.upstream_total, t.up_success,
+                       t.up_failed, t.up_skipped, t.up_upstream_failed, t.pool, t.pool_slots,
+                       t.subprocess",
         )
-        .bind(run_pk)
-        .bind(&downstream)
-        .bind(state)
+        .bind(&runs)
+        .bind(&tasks)
+        .bind(column(0))
+        .bind(column(1))
+        .bind(column(2))
+        .bind(column(3))
         .fetch_all(&mut **tx)
         .await?;
+        rows.sort_by(|a, b| (a.run_pk, &a.task_id).cmp(&(b.run_pk, &b.task_id)));
+        let mut settle: Vec<(i64, TaskState)> = Vec::new();
         for row in rows.into_iter().filter(|r| r.state == TaskState::None) {
-            let Some(down) = dag.task(&row.task_id) else {
+            let Some(down) = dags.get(&row.run_pk).and_then(|d| d.task(&row.task_id)) else {
                 continue;
             };
             let counts = UpstreamCounts {
@@ -413,78 +463,107 @@ async fn propagate(
                 skipped: row.up_skipped as u32,
                 upstream_failed: row.up_upstream_failed as u32,
             };
-            let next = match decide(down.trigger_rule, counts) {
-                Decision::Wait => continue,
-                Decision::Run => {
-                    ready.push(row.id);
-                    continue;
-                }
-                Decision::Skip => TaskState::Skipped,
-                Decision::UpstreamFailed => TaskState::UpstreamFailed,
-            };
-            let changed = sqlx::query(
-                "UPDATE task_instances SET state = $2, queued_at = NULL, end_date = now()
-                 WHERE id = $1 AND state = 'none'",
-            )
-            .bind(row.id)
-            .bind(next)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected();
-            if changed == 0 {
-                continue;
+            match decide(down.trigger_rule, counts) {
+                Decision::Wait => {}
+                Decision::Run => ready.push(Ready {
+                    id: row.id,
+                    run_pk: row.run_pk,
+                    task_id: row.task_id,
+                    slot: row.slot,
+                }),
+                Decision::Skip => settle.push((row.id, TaskState::Skipped)),
+                Decision::UpstreamFailed => settle.push((row.id, TaskState::UpstreamFailed)),
             }
-            ended += 1;
-            work.push((row.task_id, next));
+        }
+        work = settle_decided(tx, &settle).await?;
+        for (run_pk, _, _) in &work {
+            *ended.entry(*run_pk).or_default() += 1;
         }
     }
-    if ready.is_empty() {
-        return Ok((0, ended, None));
-    }
-    let (queued, next) = super::claim::queue_ready(tx, &ready, hand_off).await?;
-    Ok((queued, ended, next))
+    Ok((ready, ended))
 }
 
-/// Counts `ended` tasks off the run; the transaction that brings it to zero decides the run:
-/// failed if any leaf failed or is upstream_failed, success otherwise (Airflow's rule).
-async fn end_run_if_done(
+/// Ends tasks their trigger rules decided without running them (skipped, upstream failed),
+/// if still `none`; returns those it ended, for the next step of the cascade.
+async fn settle_decided(
     tx: &mut Transaction<'_, Postgres>,
-    run_pk: i64,
-    dag: &Dag,
-    ended: i32,
-) -> sqlx::Result<Option<RunState>> {
-    let (left, state): (i32, RunState) = sqlx::query_as(
-        "UPDATE dag_runs SET unfinished_tasks = unfinished_tasks - $2 WHERE id = $1 RETURNING unfinished_tasks, state",
-    )
-    .bind(run_pk)
-    .bind(ended)
-    .fetch_one(&mut **tx)
-    .await?;
-    if left > 0 || state != RunState::Running {
-        return Ok(None);
+    decided: &[(i64, TaskState)],
+) -> sqlx::Result<Vec<(i64, String, TaskState)>> {
+    if decided.is_empty() {
+        return Ok(Vec::new());
     }
-    let leaves: Vec<&str> = dag.leaves().map(|t| t.task_id.as_str()).collect();
-    let failed: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM task_instances WHERE run_pk = $1 AND task_id = ANY($2)
-                        AND state IN ('failed', 'upstream_failed'))",
+    let ids: Vec<i64> = decided.iter().map(|d| d.0).collect();
+    let states: Vec<&str> = decided.iter().map(|d| d.1.as_str()).collect();
+    sqlx::query_as(
+        "UPDATE task_instances t SET state = v.state, queued_at = NULL, end_date = now()
+         FROM UNNEST($1::bigint[], $2::text[]) AS v(id, state)
+         WHERE t.id = v.id AND t.state = 'none'
+         RETURNING t.run_pk, t.task_id, t.state",
     )
-    .bind(run_pk)
-    .bind(&leaves)
-    .fetch_one(&mut **tx)
-    .await?;
-    let final_state = if failed {
-        RunState::Failed
-    } else {
-        RunState::Success
-    };
-    sqlx::query(
-        "UPDATE dag_runs SET state = $2, end_date = now() WHERE id = $1 AND state = 'running'",
+    .bind(&ids)
+    .bind(&states)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+/// Counts the tasks that ended (`ended`, per run) off their runs, in one statement; each
+/// run it brings to zero is decided: failed if any leaf failed or is upstream_failed,
+/// success otherwise (Airflow's rule). Returns the runs that ended, with their state.
+async fn count_off(
+    tx: &mut Transaction<'_, Postgres>,
+    dags: &BTreeMap<i64, &Dag>,
+    ended: &BTreeMap<i64, i32>,
+) -> sqlx::Result<BTreeMap<i64, RunState>> {
+    let mut states = BTreeMap::new();
+    let (runs, counts): (Vec<i64>, Vec<i32>) = ended
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(r, n)| (*r, *n))
+        .unzip();
+    if runs.is_empty() {
+        return Ok(states);
+    }
+    let done: Vec<i64> = sqlx::query_scalar::<_, Option<i64>>(
+        "UPDATE dag_runs r SET unfinished_tasks = r.unfinished_tasks - v.n
+         FROM UNNEST($1::bigint[], $2::int[]) AS v(id, n)
+         WHERE r.id = v.id
+         RETURNING CASE WHEN r.unfinished_tasks <= 0 AND r.state = 'running' THEN r.id END",
     )
-    .bind(run_pk)
-    .bind(final_state)
-    .execute(&mut **tx)
-    .await?;
-    Ok(Some(final_state))
+    .bind(&runs)
+    .bind(&counts)
+    .fetch_all(&mut **tx)
+    .await?
+    .into_iter()
+    .flatten()
+    .collect();
+    for run_pk in done {
+        let Some(dag) = dags.get(&run_pk) else {
+            continue;
+        };
+        let leaves: Vec<&str> = dag.leaves().map(|t| t.task_id.as_str()).collect();
+        let failed: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM task_instances WHERE run_pk = $1 AND task_id = ANY($2)
+                            AND state IN ('failed', 'upstream_failed'))",
+        )
+        .bind(run_pk)
+        .bind(&leaves)
+        .fetch_one(&mut **tx)
+        .await?;
+        let state = if failed {
+            RunState::Failed
+        } else {
+            RunState::Success
+        };
+        sqlx::query(
+            "UPDATE dag_runs SET state = $2, end_date = now() WHERE id = $1 AND state = 'running'",
+        )
+        .bind(run_pk)
+        .bind(state)
+        .execute(&mut **tx)
+        .await?;
+        states.insert(run_pk, state);
+    }
+    Ok(states)
 }
 
 /// For an expired task whose DAG version cannot be read: fail the task and its run (the

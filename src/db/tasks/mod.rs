@@ -11,9 +11,11 @@
 //! 1. `dags` rows (run creation and start; `FOR UPDATE SKIP LOCKED`),
 //! 2. `dag_runs` rows, by `id` (finishing locks every run of its batch first, in id order;
 //!    timeouts lock the runs they end in id order),
-//! 3. `task_instances` rows: a finished try's own row, then its downstream rows by `task_id`
+//! 3. `task_instances` rows: finished tries' own rows, then their downstream rows
 //!    (clearing and marking, [`super::operate`], lock every row of the run by `task_id`,
-//!    after the run's row),
+//!    after the run's row). Among the rows of runs it has locked, a transaction may lock in
+//!    any order: every other writer of a run's rows holds the run's lock too, except claims,
+//!    which skip locked rows and wait on nothing,
 //! 4. then inserts only (`xcom`, `task_logs`).
 //!
 //! Two things stay out of that order on purpose. Claiming locks only the task instances it
