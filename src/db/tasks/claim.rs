@@ -237,26 +237,30 @@ pub(super) async fn queue_ready(
              FROM UNNEST($2::bigint[], $3::uuid[], $4::text[]) AS o(id, worker, hostname)
              JOIN task_instances q ON q.id = o.id
              WHERE q.state = 'none'
-         ), pick AS (
-             SELECT c.id, c.worker, c.hostname FROM offer c
-             WHERE c.rn <= c.room
-               AND coalesce((SELECT ({POOL_ROOM}) >= c.pool_used FROM pools p WHERE p.pool = c.pool), true)
+         ), pool_room AS MATERIALIZED (
+             SELECT p.pool, {POOL_ROOM} AS room FROM pools p WHERE p.pool IN (SELECT pool FROM offer)
+         ), pick AS MATERIALIZED (
+             SELECT c.id, c.worker, c.hostname FROM offer c LEFT JOIN pool_room pr ON pr.pool = c.pool
+             WHERE c.rn <= c.room AND (pr.room IS NULL OR pr.room >= c.pool_used)
                AND NOT EXISTS (SELECT 1 FROM task_instances o
                                WHERE o.state IN ('queued', 'up_for_retry')
                                  AND o.not_before < now() - $5 * interval '1 microsecond')
+         ), ready AS (
+             SELECT x.id, h.id IS NOT NULL AS handed, h.worker, h.hostname
+             FROM UNNEST($1::bigint[]) AS x(id) LEFT JOIN pick h ON h.id = x.id
          )
          UPDATE task_instances t
-         SET state = CASE WHEN h.id IS NULL THEN 'queued' ELSE 'running' END,
+         SET state = CASE WHEN x.handed THEN 'running' ELSE 'queued' END,
              queued_at = now(), not_before = now(), end_date = NULL,
-             try_number = t.try_number + (h.id IS NOT NULL)::int,
-             lease_owner = CASE WHEN h.id IS NULL THEN t.lease_owner ELSE h.worker END,
+             try_number = t.try_number + x.handed::int,
+             lease_owner = CASE WHEN x.handed THEN x.worker ELSE t.lease_owner END,
              lease_expires_at = NULL,
-             heartbeat_at = CASE WHEN h.id IS NULL THEN t.heartbeat_at ELSE clock_timestamp() END,
-             start_date = CASE WHEN h.id IS NULL THEN t.start_date ELSE clock_timestamp() END,
-             hostname = CASE WHEN h.id IS NULL THEN t.hostname ELSE h.hostname END
-         FROM dag_runs r, task_instances s LEFT JOIN pick h ON h.id = s.id
-         WHERE s.id = t.id AND r.id = t.run_pk AND t.id = ANY($1) AND t.state = 'none'
-         RETURNING {CLAIMED}, h.id IS NOT NULL AS handed"
+             heartbeat_at = CASE WHEN x.handed THEN clock_timestamp() ELSE t.heartbeat_at END,
+             start_date = CASE WHEN x.handed THEN clock_timestamp() ELSE t.start_date END,
+             hostname = CASE WHEN x.handed THEN x.hostname ELSE t.hostname END
+         FROM dag_runs r, ready x
+         WHERE x.id = t.id AND r.id = t.run_pk AND t.state = 'none'
+         RETURNING {CLAIMED}, x.handed"
     ))
     .bind(&ids)
     .bind(&offered)

@@ -465,6 +465,8 @@ async fn propagate(
             };
             match decide(down.trigger_rule, counts) {
                 Decision::Wait => {}
+                // A task may be found ready twice in a cascade (an odd trigger rule); once counts.
+                Decision::Run if ready.iter().any(|r: &Ready| r.id == row.id) => {}
                 Decision::Run => ready.push(Ready {
                     id: row.id,
                     run_pk: row.run_pk,
