@@ -162,3 +162,59 @@ async fn concurrent_finishes_across_shared_runs_never_deadlock() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Notes on several task instances take their run's lock first, like every other writer of
+/// a run's rows: a transaction that holds the run and updates its rows in an order of its
+/// own (a finish updates downstream rows in its statement's order) then never deadlocks
+/// with them. Without the run lock, the notes lock the lower id and wait for the higher one,
+/// while the finish holds the higher one and waits for the lower.
+#[tokio::test]
+async fn notes_on_task_instances_wait_for_their_run_instead_of_deadlocking() {
+    let db = fresh_db().await;
+    install(
+        &db.pool,
+        &[dag("noted", vec![empty("a", &[]), empty("b", &[])])],
+    )
+    .await;
+    trigger(&db.pool, "noted", serde_json::json!({})).await;
+    updraft::db::scheduling::start_queued_runs(&db.pool, &SpecCache::default())
+        .await
+        .unwrap();
+    let rows: Vec<(i64, i64)> = sqlx::query_as("SELECT id, run_pk FROM task_instances ORDER BY id")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    let (low, high, run) = (rows[0].0, rows[1].0, rows[0].1);
+    let touch = "UPDATE task_instances SET up_success = up_success WHERE id = $1";
+    let mut finish = db.pool.begin().await.unwrap();
+    sqlx::query("SELECT id FROM dag_runs WHERE id = $1 FOR UPDATE")
+        .bind(run)
+        .execute(&mut *finish)
+        .await
+        .unwrap();
+    sqlx::query(touch)
+        .bind(high)
+        .execute(&mut *finish)
+        .await
+        .unwrap();
+    let pool = db.pool.clone();
+    let notes = tokio::spawn(async move {
+        updraft::db::operate::set_ti_notes(&pool, &[low, high], Some("why")).await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sqlx::query(touch)
+        .bind(low)
+        .execute(&mut *finish)
+        .await
+        .expect("the finish is not a deadlock's victim");
+    finish.commit().await.unwrap();
+    notes
+        .await
+        .unwrap()
+        .expect("the notes are not a deadlock's victim");
+    let noted: i64 = sqlx::query_scalar("SELECT count(*) FROM task_instances WHERE note = 'why'")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(noted, 2);
+}

@@ -48,7 +48,7 @@ pub use leases::{
 
 /// Locks runs' rows in id order: the first step of the lock order above, for a transaction
 /// that then changes their task instances.
-async fn lock_runs(tx: &mut sqlx::PgConnection, runs: &[i64]) -> sqlx::Result<()> {
+pub(crate) async fn lock_runs(tx: &mut sqlx::PgConnection, runs: &[i64]) -> sqlx::Result<()> {
     sqlx::query("SELECT id FROM dag_runs WHERE id = ANY($1) ORDER BY id FOR UPDATE")
         .bind(runs)
         .execute(tx)
