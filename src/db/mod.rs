@@ -27,6 +27,16 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> 
     Ok(pool)
 }
 
+/// A small pool of its own to `pool`'s database, with the same connection options (a test's
+/// search path included), for work kept apart from the rest of the process: the worker's
+/// recorder. Lazy: it connects on first use, inside the runtime that uses it.
+pub fn side_pool(pool: &PgPool, max_connections: u32) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_lazy_with((*pool.connect_options()).clone())
+}
+
 /// Applies every pending migration from `migrations/` (idempotent, safe to run concurrently:
 /// sqlx takes an advisory lock).
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {

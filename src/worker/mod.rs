@@ -132,7 +132,7 @@ impl Worker {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         if let Some(rx) = finisher_rx {
-            tokio::spawn(record::record_outcomes(this.pool.clone(), rx));
+            record::start_recorder(&this.pool, rx)?;
         }
         tokio::spawn(db::listen::listen_channel(
             this.pool.clone(),
