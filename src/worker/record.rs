@@ -303,7 +303,7 @@ pub(super) fn start_recorder(
 ///
 /// One transaction for the outcomes of every idle run was measured too: under 200 chains
 /// it gave 2.3 times the throughput, but a hand-off waits for the whole batch's statements,
-/// and its p50 rose from 3.6–3.9 ms to 5.3–6.4 ms (RELIABILITY.md).
+/// and its p50 was 5.5–6.4 ms against 3.6–4.5 ms (RELIABILITY.md).
 pub(super) async fn record_outcomes(pool: PgPool, mut rx: mpsc::UnboundedReceiver<OutcomeJob>) {
     const MAX_BATCH: usize = 64;
     let mut waiting: std::collections::BTreeMap<i64, Vec<OutcomeJob>> = Default::default();
