@@ -378,3 +378,62 @@ async fn a_batch_hands_off_no_more_than_a_run_has_room_for() {
     after.sort_unstable();
     assert_eq!(after, ["queued", "running"]);
 }
+
+/// Only tasks that have waited *and could be claimed now* stop hand-offs: a backlog that a
+/// freed slot could not serve anyway (a run at its `max_active_tasks`, a full pool, such as
+/// a large fan-out under its limit) does not turn hand-offs off for every other DAG.
+#[tokio::test]
+async fn a_backlog_that_cannot_be_claimed_does_not_stop_hand_offs() {
+    let db = fresh_db().await;
+    let mut busy = dag("busy", vec![empty("x", &[]), empty("y", &[])]);
+    busy.max_active_tasks = 1;
+    let handed = dag(
+        "handed",
+        vec![
+            empty("a", &[]),
+            empty("b", &["a"]),
+            empty("c", &["b"]),
+            empty("stuck", &[]),
+        ],
+    );
+    install(&db.pool, &[busy, handed]).await;
+    trigger(&db.pool, "busy", serde_json::json!({})).await;
+    trigger(&db.pool, "handed", serde_json::json!({})).await;
+    updraft::db::scheduling::start_queued_runs(&db.pool, &SpecCache::default())
+        .await
+        .unwrap();
+    let worker = uuid::Uuid::new_v4();
+    tasks::register_worker(&db.pool, worker, "test", 8, UDuration::from_secs(60))
+        .await
+        .unwrap();
+    let claimed = tasks::claim(&db.pool, worker, "test", (8, 8))
+        .await
+        .unwrap();
+    let a = claimed.iter().find(|c| c.task_id == "a").unwrap();
+    // `y` waits behind `x` for its run's one slot, and `stuck` for a pool of no slots; both
+    // have been due for 5 s.
+    sqlx::query("INSERT INTO pools (pool, slots) VALUES ('tiny', 0)")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE task_instances SET state = 'queued', try_number = 0, lease_owner = NULL,
+                pool = CASE WHEN task_id = 'stuck' THEN 'tiny' ELSE pool END,
+                not_before = now() - interval '5 s'
+         WHERE task_id IN ('y', 'stuck')",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let states = task_states(&db).await;
+    assert_eq!(states["x"].0, "running", "{states:?}");
+    let b = succeed(&db, worker, a).await.expect("b handed over");
+    assert_eq!(b.task_id, "b");
+    // Once `stuck` could be claimed, it has waited longest: no more hand-offs past it.
+    sqlx::query("UPDATE pools SET slots = 1 WHERE pool = 'tiny'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(succeed(&db, worker, &b).await, None);
+    assert_eq!(task_states(&db).await["c"].0, "queued");
+}

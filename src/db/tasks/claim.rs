@@ -35,9 +35,17 @@ const POOL_ROOM: &str = "CASE WHEN p.slots < 0 THEN NULL
 const RUN_ROOM: &str = "((SELECT d.max_active_tasks FROM dags d WHERE d.dag_id = q.dag_id)
      - (SELECT count(*) FROM task_instances a WHERE a.run_pk = q.run_pk AND a.state = 'running'))";
 
-/// A direct hand-off goes past the queue, so it is made only while nothing in the queue has
-/// been due for longer than this: under a backlog, slots go back to the queue, in due order.
+/// A direct hand-off goes past the queue, so it is made only while nothing in the queue that
+/// could be claimed now has been due for longer than this: under a backlog, slots go back to
+/// the queue, in due order.
 const HAND_OFF_PATIENCE: crate::core::Duration = crate::core::Duration::from_secs_const(1);
+
+/// How many of the tasks that have waited longest a hand-off looks at to find one that could
+/// be claimed now (a run with room, a pool with room). It bounds the cost of a hand-off under
+/// a large backlog that cannot be served, such as a fan-out of thousands under its
+/// `max_active_tasks`; a claimable task behind more than this many such tasks does not stop
+/// hand-offs, and waits for a claim.
+const PATIENCE_SCAN: i64 = 256;
 
 /// A task instance a worker now holds the lease on, with what it needs to run it.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -197,8 +205,10 @@ pub(super) struct Request {
 /// it) stops its hand-offs too.
 ///
 /// A hand-off goes past the queue, so none is made while a task in the queue has been due
-/// for longer than [`HAND_OFF_PATIENCE`] (one probe of the due index): under a backlog the
-/// slot goes back to the queue, which is served in due order.
+/// for longer than [`HAND_OFF_PATIENCE`] and could be claimed now (its run and its pool have
+/// room; among the [`PATIENCE_SCAN`] that have waited longest): under a backlog the slot goes
+/// back to the queue, which is served in due order. Tasks a freed slot could not serve anyway
+/// (a run at its limit, a full pool) do not stop hand-offs for everyone else.
 pub(super) async fn queue_ready(
     tx: &mut sqlx::PgConnection,
     ready: &[Ready],
@@ -242,9 +252,13 @@ pub(super) async fn queue_ready(
          ), pick AS MATERIALIZED (
              SELECT c.id, c.worker, c.hostname FROM offer c LEFT JOIN pool_room pr ON pr.pool = c.pool
              WHERE c.rn <= c.room AND (pr.room IS NULL OR pr.room >= c.pool_used)
-               AND NOT EXISTS (SELECT 1 FROM task_instances o
-                               WHERE o.state IN ('queued', 'up_for_retry')
-                                 AND o.not_before < now() - $5 * interval '1 microsecond')
+               AND NOT EXISTS (
+                   SELECT 1 FROM (SELECT w.run_pk, w.dag_id, w.pool, w.pool_slots FROM task_instances w
+                                  WHERE w.state IN ('queued', 'up_for_retry')
+                                    AND w.not_before < now() - $5 * interval '1 microsecond'
+                                  ORDER BY w.not_before, w.id LIMIT {PATIENCE_SCAN}) q
+                   WHERE {RUN_ROOM} > 0
+                     AND coalesce((SELECT ({POOL_ROOM}) >= q.pool_slots FROM pools p WHERE p.pool = q.pool), true))
          ), ready AS (
              SELECT x.id, h.id IS NOT NULL AS handed, h.worker, h.hostname
              FROM UNNEST($1::bigint[]) AS x(id) LEFT JOIN pick h ON h.id = x.id
