@@ -11,8 +11,20 @@ use updraft::db::tasks::{self, Claimed, Fence, Finish, FinishItem, Finished, Han
 
 /// Installs and starts one run of `tasks`, registers a worker and claims the roots.
 async fn started(db: &TestDb, tasks_: Vec<updraft::dag::Task>) -> (uuid::Uuid, Vec<Claimed>) {
-    install(&db.pool, &[dag("handed", tasks_)]).await;
-    trigger(&db.pool, "handed", serde_json::json!({})).await;
+    started_runs(db, &[dag("handed", tasks_)], &["handed"]).await
+}
+
+/// Installs `dags`, starts a run of each of `runs` (a DAG id, as often as it is named),
+/// registers a worker and claims what it can (up to 8).
+async fn started_runs(
+    db: &TestDb,
+    dags: &[updraft::dag::Dag],
+    runs: &[&str],
+) -> (uuid::Uuid, Vec<Claimed>) {
+    install(&db.pool, dags).await;
+    for dag_id in runs {
+        trigger(&db.pool, dag_id, serde_json::json!({})).await;
+    }
     updraft::db::scheduling::start_queued_runs(&db.pool, &SpecCache::default())
         .await
         .unwrap();
@@ -297,21 +309,7 @@ async fn one_batch_hands_each_try_its_own_run_s_next_task() {
         empty("after_a", &["a"]),
         empty("after_both", &["a", "b"]),
     ];
-    install(&db.pool, &[dag("handed", tasks_)]).await;
-    let mut runs = Vec::new();
-    for _ in 0..2 {
-        runs.push(trigger(&db.pool, "handed", serde_json::json!({})).await);
-    }
-    updraft::db::scheduling::start_queued_runs(&db.pool, &SpecCache::default())
-        .await
-        .unwrap();
-    let worker = uuid::Uuid::new_v4();
-    tasks::register_worker(&db.pool, worker, "test", 8, UDuration::from_secs(60))
-        .await
-        .unwrap();
-    let roots = tasks::claim(&db.pool, worker, "test", (8, 8))
-        .await
-        .unwrap();
+    let (worker, roots) = started_runs(&db, &[dag("handed", tasks_)], &["handed", "handed"]).await;
     assert_eq!(roots.len(), 4, "a and b of both runs");
     let mut items = Vec::new();
     for c in &roots {
@@ -396,19 +394,7 @@ async fn a_backlog_that_cannot_be_claimed_does_not_stop_hand_offs() {
             empty("stuck", &[]),
         ],
     );
-    install(&db.pool, &[busy, handed]).await;
-    trigger(&db.pool, "busy", serde_json::json!({})).await;
-    trigger(&db.pool, "handed", serde_json::json!({})).await;
-    updraft::db::scheduling::start_queued_runs(&db.pool, &SpecCache::default())
-        .await
-        .unwrap();
-    let worker = uuid::Uuid::new_v4();
-    tasks::register_worker(&db.pool, worker, "test", 8, UDuration::from_secs(60))
-        .await
-        .unwrap();
-    let claimed = tasks::claim(&db.pool, worker, "test", (8, 8))
-        .await
-        .unwrap();
+    let (worker, claimed) = started_runs(&db, &[busy, handed], &["busy", "handed"]).await;
     let a = claimed.iter().find(|c| c.task_id == "a").unwrap();
     // `y` waits behind `x` for its run's one slot, and `stuck` for a pool of no slots; both
     // have been due for 5 s.
